@@ -1,0 +1,20 @@
+# Each target does its own set-up first (hack/setup.sh), so every one of
+# them works on a fresh machine.
+.PHONY: setup test lint demo bench chaos
+
+PYTHON := .venv/bin/python
+
+setup:
+	hack/setup.sh
+
+# The test command: everything that runs in CI.
+test: setup
+	$(PYTHON) -m pytest
+
+lint: setup
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
+
+# The main job: the whole system on this machine (needs root).
+demo: setup
+	.venv/bin/numaflow-rdma demo

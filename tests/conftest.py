@@ -1,0 +1,3 @@
+"""Shared fixtures: the real local control plane for integration tests."""
+
+pytest_plugins = ["numaflow_rdma.controlplane.fixtures"]

@@ -1,0 +1,1 @@
+"""The library UDFs import to send and receive frames between vertices."""

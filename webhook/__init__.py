@@ -1,0 +1,1 @@
+"""The mutating admission webhook that prepares Numaflow vertex pods for the RDMA network."""
