@@ -1,0 +1,1 @@
+"""``numaflow-rdma demo``: the whole system on one machine, with real components."""
