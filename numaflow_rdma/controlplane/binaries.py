@@ -41,7 +41,7 @@ KUBERNETES_VERSION = "v1.34.4"
 COREDNS_VERSION = "v1.12.4"
 HELM_VERSION = "v3.21.4"
 NATS_SERVER_VERSION = "v2.15.3"
-NETWORK_RESOURCES_INJECTOR_VERSION = "v1.7.0"
+NETWORK_RESOURCES_INJECTOR_VERSION = "v1.9.0"
 
 _ETCD_MAIN = """package main
 
@@ -131,7 +131,25 @@ def _build_kube_apiserver(output: Path, work: Path) -> None:
     )
     (work / "main.go").write_text(_KUBE_APISERVER_MAIN)
     _go(["mod", "tidy"], work, output.name)
-    _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(output), "."], work, output.name)
+
+    # Stamp the release into the binary, as Kubernetes' own build does; without
+    # it /version reports v0.0.0-master and clients that check it (Helm's
+    # kubeVersion) refuse to work.
+    major, minor, _ = KUBERNETES_VERSION.removeprefix("v").split(".")
+    stamp = " ".join(
+        f"-X k8s.io/component-base/version.{name}={value}"
+        for name, value in (
+            ("gitVersion", KUBERNETES_VERSION),
+            ("gitMajor", major),
+            ("gitMinor", minor),
+            ("gitTreeState", "clean"),
+        )
+    )
+    _go(
+        ["build", "-trimpath", "-ldflags", f"-s -w {stamp}", "-o", str(output), "."],
+        work,
+        output.name,
+    )
 
 
 def _go_install(package: str) -> Callable[[Path, Path], None]:
@@ -161,6 +179,15 @@ def _go_install(package: str) -> Callable[[Path, Path], None]:
     return build
 
 
+def _supplied_by_hand(name: str, instructions: str) -> Callable[[Path, Path], None]:
+    # NOTE: a program the module proxy does not serve is built by hand from its
+    # source and copied into the cache, where ensure() finds it.
+    def build(output: Path, work: Path) -> None:
+        raise BuildError(f"{instructions} {PROGRAMS[name].path}")
+
+    return build
+
+
 @dataclass(frozen=True)
 class Program:
     """A Go program of the control plane, pinned to one release."""
@@ -168,18 +195,21 @@ class Program:
     name: str
     version: str
     build: Callable[[Path, Path], None]
+    # Bumped when the build recipe changes, so an older cached binary is not reused.
+    recipe: int = 1
 
     @property
     def path(self) -> Path:
         """Return where the built program is cached."""
-        return cache_dir() / "bin" / f"{self.name}-{self.version}"
+        suffix = f"-r{self.recipe}" if self.recipe > 1 else ""
+        return cache_dir() / "bin" / f"{self.name}-{self.version}{suffix}"
 
 
 PROGRAMS: dict[str, Program] = {
     program.name: program
     for program in (
         Program("etcd", ETCD_VERSION, _build_etcd),
-        Program("kube-apiserver", KUBERNETES_VERSION, _build_kube_apiserver),
+        Program("kube-apiserver", KUBERNETES_VERSION, _build_kube_apiserver, recipe=2),
         Program(
             "coredns", COREDNS_VERSION, _go_install(f"github.com/coredns/coredns@{COREDNS_VERSION}")
         ),
@@ -192,9 +222,12 @@ PROGRAMS: dict[str, Program] = {
         Program(
             "network-resources-injector",
             NETWORK_RESOURCES_INJECTOR_VERSION,
-            _go_install(
-                "github.com/k8snetworkplumbingwg/network-resources-injector/cmd/webhook"
-                f"@{NETWORK_RESOURCES_INJECTOR_VERSION}"
+            _supplied_by_hand(
+                "network-resources-injector",
+                "the Go module proxy reachable here answers 403 for "
+                "github.com/k8snetworkplumbingwg/network-resources-injector; build "
+                f"./cmd/webhook from its {NETWORK_RESOURCES_INJECTOR_VERSION} source with "
+                "'go build' and copy the binary to"
             ),
         ),
     )
