@@ -190,9 +190,9 @@ def start_injector(
     binary: Path, folder: Path, tls: TlsFiles, api_client: Any, apiserver_port: int, ca_path: Path
 ) -> tuple[Worker, str]:
     """Start network-resources-injector with an in-cluster identity; return it and its URL."""
-    # NOTE: never run end to end, because the Go module proxy rejected the
-    # network-resources-injector module when this was written. The flags and the
-    # in-cluster files follow its v1.7.0 cmd/webhook/main.go.
+    # The flags and the in-cluster files follow cmd/webhook/main.go of
+    # network-resources-injector v1.9.0. The module proxy does not serve that
+    # module here, so its binary is built by hand from source (see binaries.py).
     secrets_dir = folder / "serviceaccount"
     secrets_dir.mkdir()
     (secrets_dir / "token").write_text(_service_account_token(api_client))
