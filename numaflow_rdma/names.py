@@ -86,6 +86,16 @@ ALL_ENV: tuple[str, ...] = (
     ENV_ANNOTATIONS_FILE,
 )
 
+# Environment variables the transport reads that the webhook does not set:
+# the pipeline owner sets them on the UDF container, through the Pipeline's
+# container spec, typically from a Kubernetes Secret.
+ENV_SECRET = "NUMAFLOW_RDMA_SECRET"
+"""The shared secret that senders and receivers of a pipeline prove in the handshake."""
+ENV_SECRET_FILE = "NUMAFLOW_RDMA_SECRET_FILE"
+"""The path of a file that contains the shared secret, used when ENV_SECRET is unset."""
+ENV_BACKEND = "NUMAFLOW_RDMA_BACKEND"
+"""The transport backend: ``auto`` (the default), ``ucx`` or ``tcp``."""
+
 # The downward-API volume that exposes the pod's annotations.
 PODINFO_VOLUME = "numaflow-rdma-podinfo"
 PODINFO_MOUNT_PATH = "/etc/numaflow-rdma/podinfo"
@@ -119,7 +129,7 @@ def validate_label(value: str, *, what: str = "DNS label") -> str:
             f"invalid {what} {value!r}: {len(label)} characters, "
             f"at most {MAX_LABEL_LENGTH} are allowed"
         )
-    if not _LABEL_PATTERN.match(label):
+    if not _LABEL_PATTERN.fullmatch(label):
         raise InvalidNameError(
             f"invalid {what} {value!r}: use only letters, digits and '-', "
             "and start and end with a letter or digit"
@@ -172,7 +182,7 @@ def pod_label(pod_name: str) -> str:
     if not isinstance(pod_name, str) or not pod_name:
         raise InvalidNameError(f"invalid pod name {pod_name!r}: expected a non-empty string")
     lowered = pod_name.lower()
-    if lowered == pod_name and _LABEL_PATTERN.match(lowered):
+    if lowered == pod_name and _LABEL_PATTERN.fullmatch(lowered):
         return lowered
     digest = hashlib.sha256(pod_name.encode("utf-8")).hexdigest()[:_DIGEST_LENGTH]
     readable = _INVALID_LABEL_CHARACTERS.sub("-", lowered).strip("-")
@@ -248,7 +258,7 @@ def parse_pod_etcd_key(
     if not key.startswith(base):
         return None
     parts = key[len(base) :].split("/")
-    if len(parts) != 4 or not all(_LABEL_PATTERN.match(part) for part in parts):
+    if len(parts) != 4 or not all(_LABEL_PATTERN.fullmatch(part) for part in parts):
         return None
     namespace, pipeline, vertex, label = parts
     return RecordKey(namespace=namespace, pipeline=pipeline, vertex=vertex, pod_label=label)
