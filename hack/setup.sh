@@ -51,5 +51,6 @@ if ! .venv/bin/python -c 'import numaflow_rdma, pytest, ucxx, pyetcd, flask' >/d
 fi
 
 log "building or finding the control-plane programs"
-.venv/bin/python -m numaflow_rdma.controlplane.binaries etcd kube-apiserver coredns helm >/dev/null
+.venv/bin/python -c 'import sys; from numaflow_rdma.controlplane import binaries; sys.exit(binaries.main(sys.argv[1:]))' \
+    etcd kube-apiserver coredns helm >/dev/null
 log "ready"
