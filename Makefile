@@ -30,3 +30,11 @@ bench: setup
 .PHONY: bench-smoke
 bench-smoke: setup
 	$(PYTHON) -m bench --smoke
+
+# The reliability suites at full length: about 12,000 fuzzed admission requests
+# and 2 million atheris inputs, 1,200 pod events while dnssync, etcd and the API
+# server fail, and 100,000 frames while receivers, links and DNS fail (about
+# 6 minutes on two cores; needs root). Their figures go to build/reliability/
+# and are reported in docs/reliability.md. `make test` runs short versions.
+chaos: setup
+	NUMAFLOW_RDMA_CHAOS=1 $(PYTHON) -m pytest tests/reliability --timeout=1800

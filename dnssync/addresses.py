@@ -17,12 +17,11 @@ addresses in ``ips``, usually bare (``198.18.0.7``) but CIDR notation
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from numaflow_rdma import names
+from numaflow_rdma import jsontext, names
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -76,7 +75,7 @@ def network_status_entries(annotations: Mapping[str, str] | None) -> list[Mappin
     if raw is None:
         return None
     try:
-        entries = json.loads(raw)
+        entries = jsontext.loads(raw)
     except (TypeError, ValueError) as error:
         raise NetworkStatusError(f"invalid JSON in annotation {source}: {error}") from error
     if not isinstance(entries, list):

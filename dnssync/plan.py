@@ -31,12 +31,11 @@ record type. So the plan also reports, without touching them:
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from numaflow_rdma import names
+from numaflow_rdma import jsontext, names
 
 # The fields of the CoreDNS etcd plugin's record (its msg.Service type) and the
 # JSON types Go's decoder accepts for each. Go matches field names without
@@ -55,14 +54,14 @@ _SERVICE_FIELDS: Mapping[str, tuple[type, tuple[int, int] | None]] = {
 }
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def coredns_value_problem(value: str) -> str | None:
-    """Return why CoreDNS cannot decode ``value`` as a record, or None when it can."""
+    """Return why CoreDNS cannot decode ``value`` as a record, or None when it can.
+
+    A value nested deeper than ``jsontext.MAX_DEPTH`` counts as undecodable
+    although Go would decode it. No record nests at all.
+    """
     try:
-        decoded = json.loads(value, parse_constant=_reject_constant)
+        decoded = jsontext.loads(value)
     except ValueError as error:
         return f"not valid JSON ({error})"
     if decoded is None:
@@ -101,7 +100,7 @@ class CurrentRecord:
         problem = coredns_value_problem(value)
         owner = None
         if problem is None:
-            decoded: Any = json.loads(value)
+            decoded: Any = jsontext.loads(value)
             if isinstance(decoded, dict) and isinstance(decoded.get(names.RECORD_OWNER_FIELD), str):
                 owner = decoded[names.RECORD_OWNER_FIELD]
         return cls(key=key, value=value, owner=owner, problem=problem)

@@ -279,7 +279,7 @@ def _validate_etcd(settings: EtcdSettings) -> EtcdSettings:
             f"invalid etcd username {settings.username!r}: expected a non-empty name "
             "without spaces, braces or quotes"
         )
-    if not _PASSWORD_ENV_PATTERN.match(settings.password_env):
+    if not _PASSWORD_ENV_PATTERN.fullmatch(settings.password_env):
         raise CorefileError(
             f"invalid password variable {settings.password_env!r}: expected an environment "
             f"variable name such as {DEFAULT_PASSWORD_ENV}"
@@ -527,7 +527,7 @@ def configmap(
 ) -> dict[str, Any]:
     """Build a ConfigMap manifest as a dict."""
     for key in data:
-        if not _CONFIGMAP_KEY_PATTERN.match(key):
+        if not _CONFIGMAP_KEY_PATTERN.fullmatch(key):
             raise CorefileError(
                 f"invalid ConfigMap key {key!r}: use only letters, digits, '-', '_' and '.'"
             )
@@ -571,11 +571,11 @@ def _yaml_lines(value: Mapping[str, Any], depth: int) -> list[str]:
 
 def _is_plain_scalar(text: str) -> bool:
     # A plain YAML scalar that no YAML 1.1 or 1.2 reader takes for a boolean or null.
-    return bool(_PLAIN_SCALAR_PATTERN.match(text)) and text.lower() not in _YAML_KEYWORDS
+    return bool(_PLAIN_SCALAR_PATTERN.fullmatch(text)) and text.lower() not in _YAML_KEYWORDS
 
 
 def _needs_quotes(key: str) -> bool:
-    return not _PLAIN_KEY_PATTERN.match(key) or key.lower() in _YAML_KEYWORDS
+    return not _PLAIN_KEY_PATTERN.fullmatch(key) or key.lower() in _YAML_KEYWORDS
 
 
 def _literal_block(label: str, text: str, indent: str) -> list[str]:

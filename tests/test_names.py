@@ -167,3 +167,13 @@ def test_opt_in_and_opt_out() -> None:
     assert not names.is_opted_in_namespace({names.INJECT_LABEL: "disabled"})
     assert names.is_opted_out_pod({names.INJECT_ANNOTATION: "False"})
     assert not names.is_opted_out_pod({})
+
+
+@pytest.mark.parametrize("name", ["infer\n", "infer\r\n", "infer\nout"])
+def test_label_with_line_break_is_invalid(name: str) -> None:
+    with pytest.raises(names.InvalidNameError):
+        names.validate_label(name)
+
+
+def test_pod_label_hashes_name_with_line_break() -> None:
+    assert "\n" not in names.pod_label("video-infer-0\n")

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from numaflow_rdma.webhook.shape import REVIEW_REQUEST, ShapeError, check_shape
+
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
 
@@ -61,25 +63,28 @@ def parse_review(body: Any) -> AdmissionRequest:
     request = body.get("request")
     if not isinstance(request, dict):
         raise InvalidReviewError("the AdmissionReview has no request")
+    try:
+        check_shape(request, REVIEW_REQUEST, "request")
+    except ShapeError as error:
+        raise InvalidReviewError(str(error)) from error
     uid = request.get("uid")
-    if not isinstance(uid, str) or not uid:
+    if not uid:
         raise InvalidReviewError("the AdmissionReview request has no uid")
 
     kind = request.get("kind") or {}
     group = kind.get("group") or ""
-    obj = request.get("object")
-    if not isinstance(obj, dict):
-        obj = {}
+    obj = request.get("object") or {}
     metadata = obj.get("metadata") or {}
     # Pods that controllers create can arrive without metadata.namespace; the
     # request's namespace is set for every namespaced object.
     namespace = request.get("namespace") or metadata.get("namespace") or ""
+    kind_name = kind.get("kind") or ""
     return AdmissionRequest(
         uid=uid,
-        operation=str(request.get("operation") or ""),
-        namespace=str(namespace),
-        kind=f"{group}/{kind.get('kind', '')}" if group else str(kind.get("kind", "")),
-        sub_resource=str(request.get("subResource") or ""),
+        operation=request.get("operation") or "",
+        namespace=namespace,
+        kind=f"{group}/{kind_name}" if group else kind_name,
+        sub_resource=request.get("subResource") or "",
         object=obj,
         dry_run=bool(request.get("dryRun")),
     )

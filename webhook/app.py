@@ -8,14 +8,14 @@ Routes:
 - ``GET /metrics`` serves Prometheus metrics, summed over every worker
   process when ``PROMETHEUS_MULTIPROC_DIR`` is set.
 
-A body that is not an AdmissionReview v1 (wrong content type, too large, not
-JSON, no ``request.uid``) gets HTTP 400 with a plain-text message; the API
-server then applies the webhook's failure policy.
+A body that is not an AdmissionReview v1 (wrong content type, too large,
+unreadable, not JSON or nested too deeply, no ``request.uid``, fields of the
+wrong JSON type) gets HTTP 400 with a plain-text message; the API server then
+applies the webhook's failure policy.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from gunicorn.http.errors import ParseException
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -31,7 +32,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from werkzeug.exceptions import ClientDisconnected
 
+from numaflow_rdma import jsontext
 from numaflow_rdma.webhook.admission import (
     AdmissionRequest,
     InvalidReviewError,
@@ -46,6 +49,10 @@ logger = logging.getLogger(__name__)
 # An AdmissionReview of a CREATE carries one object, and etcd stores objects of
 # at most 1.5 MiB by default; 4 MiB bounds memory and rejects no storable pod.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+# What reading a broken body raises: gunicorn's errors for bad chunked encoding,
+# werkzeug's for a body shorter than its Content-Length, OSError for the socket.
+_BODY_READ_ERRORS = (ParseException, ClientDisconnected, OSError)
 
 # Outcomes beyond the policy's: "invalid" for HTTP 400, "error" for HTTP 500.
 INVALID = "invalid"
@@ -121,11 +128,14 @@ def _read_review() -> AdmissionRequest:
         raise _BadRequest(
             f"the body has {request.content_length} bytes, at most {MAX_REQUEST_BYTES} are allowed"
         )
-    data = request.stream.read(MAX_REQUEST_BYTES + 1)
+    try:
+        data = request.stream.read(MAX_REQUEST_BYTES + 1)
+    except _BODY_READ_ERRORS as error:
+        raise _BadRequest(f"reading the body failed: {type(error).__name__}: {error}") from error
     if len(data) > MAX_REQUEST_BYTES:
         raise _BadRequest(f"the body is larger than {MAX_REQUEST_BYTES} bytes")
     try:
-        body = json.loads(data)
+        body = jsontext.loads(data)
     except ValueError as error:
         raise _BadRequest(f"the body is not valid JSON: {error}") from error
     try:

@@ -60,6 +60,7 @@ from numaflow_rdma.webhook.multus import (
     validate_interface,
 )
 from numaflow_rdma.webhook.nad import NetworkLookupError, NetworkNotFoundError, ResourceNameResolver
+from numaflow_rdma.webhook.shape import POD_METADATA, POD_SPEC, ShapeError, check_shape
 from numaflow_rdma.webhook.vertex import (
     ContainerRef,
     VertexIdentity,
@@ -400,11 +401,21 @@ def decide(
     """Decide what to do with ``pod`` being created in ``namespace``.
 
     ``resolve`` gives the device resource of the RDMA network; it is called
-    only for pods that get injected.
+    only for pods that get injected. A pod whose fields have other JSON types
+    than a Pod's is rejected: the metadata first, because it decides whether
+    the pod is handled, then, for a handled pod, the spec.
     """
+    try:
+        check_shape(pod.get("metadata"), POD_METADATA, "metadata")
+    except ShapeError as error:
+        return Decision(REJECTED, f"invalid pod: {error}", code=400)
     reason = _skip_reason(pod)
     if reason is not None:
         return Decision(SKIPPED, reason)
+    try:
+        check_shape(pod.get("spec"), POD_SPEC, "spec")
+    except ShapeError as error:
+        return Decision(REJECTED, f"invalid pod: {error}", code=400)
 
     identity = vertex_identity(pod, None)
     containers = user_containers(pod)

@@ -25,6 +25,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from numaflow_rdma import jsontext
+
 # Linux IFNAMSIZ is 16 including the terminating NUL byte.
 MAX_INTERFACE_LENGTH = 15
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -90,7 +92,7 @@ def validate_interface(interface: str) -> str:
 
 
 def _validate_label(value: str, what: str, item: str) -> str:
-    if not _LABEL.match(value):
+    if not _LABEL.fullmatch(value):
         raise NetworkAnnotationError(
             f"invalid {what} {value!r} in network attachment {item!r}: use lower-case letters, "
             "digits and '-', starting and ending with a letter or digit"
@@ -154,8 +156,8 @@ def parse_networks(value: str | None) -> list[NetworkSelection]:
         return []
     if is_json_form(value):
         try:
-            elements = json.loads(value)
-        except json.JSONDecodeError as error:
+            elements = jsontext.loads(value)
+        except ValueError as error:
             raise NetworkAnnotationError(f"invalid JSON network list: {error}") from error
         if not isinstance(elements, list):
             raise NetworkAnnotationError(

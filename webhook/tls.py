@@ -9,6 +9,12 @@ context, and a changed pair is loaded into a new context that later
 handshakes use. A pair that fails to load, such as a certificate already
 swapped whose key is not yet, leaves the previous context in use until the
 next change.
+
+Every blocking read and write on a client connection, the handshake
+included, times out after ``CLIENT_IO_TIMEOUT`` seconds. gunicorn's threaded
+worker otherwise blocks a thread for as long as a client keeps a connection
+open in the middle of a handshake or a request body, so a few such clients
+would take every thread and stop admission for the whole cluster.
 """
 
 from __future__ import annotations
@@ -16,21 +22,60 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 # Stat results of the two files: (inode, size, modification time in ns) each.
 _Stamp = tuple[tuple[int, int, int], tuple[int, int, int]]
 
+# Maximum seconds one read or write on a client connection may block. The API
+# server sends each AdmissionReview in one piece and waits at most 30 seconds
+# for the response (10 by default), so a pause this long means a stalled client.
+# NOTE: the limit applies to each operation, not to a whole request, so a client
+# that sends one byte every few seconds still holds a thread until it finishes.
+CLIENT_IO_TIMEOUT = 5.0
+
+
+class _DeadlineSocket(ssl.SSLSocket):
+    """A server TLS socket whose blocking mode blocks for at most ``CLIENT_IO_TIMEOUT`` seconds.
+
+    gunicorn switches each connection to blocking mode before it reads a
+    request, and that would clear a timeout set once. So here blocking mode
+    itself carries the timeout.
+    """
+
+    def setblocking(self, flag: bool) -> None:
+        if flag:
+            self.settimeout(CLIENT_IO_TIMEOUT)
+        else:
+            super().setblocking(False)
+
+
+class _DeadlineContext(ssl.SSLContext):
+    """A server SSLContext whose connections, handshake included, time out as ``_DeadlineSocket`` does."""
+
+    sslsocket_class = _DeadlineSocket
+
+    def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        # The new TLS socket takes the timeout of the plain one, so the handshake has it too.
+        if sock.gettimeout() is None:
+            sock.settimeout(CLIENT_IO_TIMEOUT)
+        return super().wrap_socket(sock, *args, **kwargs)
+
 
 def load_server_context(certificate_path: Path, key_path: Path) -> ssl.SSLContext:
-    """Return a TLS 1.2+ server context for the PEM certificate chain and key; raise OSError or SSLError."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    """Return a TLS 1.2+ server context for the PEM certificate chain and key; raise OSError or SSLError.
+
+    Connections it wraps time out after ``CLIENT_IO_TIMEOUT`` seconds of no progress.
+    """
+    context = _DeadlineContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(certfile=str(certificate_path), keyfile=str(key_path))
     return context

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from numaflow_rdma import jsontext
 from numaflow_rdma.names import (
     LABEL_PIPELINE_NAME,
     LABEL_VERTEX_NAME,
@@ -25,6 +25,7 @@ from numaflow_rdma.names import (
     NUMAFLOW_VERTEX_OBJECT_ENV,
     USER_CONTAINER_NAMES,
 )
+from numaflow_rdma.webhook.shape import VERTEX_OBJECT, ShapeError, check_shape
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 
@@ -116,7 +117,7 @@ def decode_vertex_object(pod: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(encoded, str) or not encoded:
         raise VertexObjectError(f"{NUMAFLOW_VERTEX_OBJECT_ENV} has no literal value")
     try:
-        decoded = json.loads(base64.b64decode(encoded, validate=True))
+        decoded = jsontext.loads(base64.b64decode(encoded, validate=True))
     except (binascii.Error, ValueError) as error:
         raise VertexObjectError(
             f"{NUMAFLOW_VERTEX_OBJECT_ENV} is not base64-encoded JSON: {error}"
@@ -125,6 +126,10 @@ def decode_vertex_object(pod: Mapping[str, Any]) -> dict[str, Any]:
         raise VertexObjectError(
             f"{NUMAFLOW_VERTEX_OBJECT_ENV} contains {type(decoded).__name__}, expected a Vertex object"
         )
+    try:
+        check_shape(decoded, VERTEX_OBJECT, "Vertex object")
+    except ShapeError as error:
+        raise VertexObjectError(f"invalid {NUMAFLOW_VERTEX_OBJECT_ENV}: {error}") from error
     return decoded
 
 

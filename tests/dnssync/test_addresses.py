@@ -136,6 +136,9 @@ def test_other_network_only_is_not_attached() -> None:
         ('[{"name": 7}]', "expected a str"),
         ('[{"name": "rdma/rdma-net", "interface": ["net1"]}]', "expected a str"),
         ('[{"name": "rdma/rdma-net", "default": "no"}]', "expected a bool"),
+        ("[" * 100_000 + "]" * 100_000, "nests deeper than"),
+        ('[{"name": "rdma/rdma-net", "x": ' + "[" * 200 + "]" * 200 + "}]", "nests deeper than"),
+        ('[{"name": "rdma/rdma-net", "ips": [NaN]}]', "NaN is not a JSON value"),
     ],
 )
 def test_malformed_annotation_is_rejected(raw: str, message: str) -> None:

@@ -148,6 +148,19 @@ def test_invalid_foreign_value_is_reported() -> None:
     assert "SERVFAIL" in conflict.detail
 
 
+def test_deeply_nested_foreign_value_is_reported() -> None:
+    deep = '{"host": "198.18.0.9", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    values = {ZONE + "other/x/y/deep": deep}
+
+    plan = calculate_plan({VERTEX + "p1": value("198.18.0.1")}, current(values), OWNERS)
+
+    assert plan.creates == (Change(VERTEX + "p1", None, value("198.18.0.1")),)
+    assert plan.deletes == ()
+    [conflict] = plan.conflicts
+    assert conflict.kind is ConflictKind.INVALID_VALUE
+    assert "nests deeper than" in conflict.detail
+
+
 def test_invalid_value_at_desired_key_is_left_alone() -> None:
     plan = calculate_plan(
         {VERTEX + "p1": value("198.18.0.1")}, current({VERTEX + "p1": "[]"}), OWNERS

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import RunningWebhook
 from webhookpods import env_of, user_container
+from webhookserver import RunningWebhook
 
 from numaflow_rdma import certs
 from numaflow_rdma.controlplane.plane import ControlPlane

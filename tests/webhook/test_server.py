@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import RunningWebhook, write_serving_pair
 from cryptography import x509
 from webhookpods import admission_review, vertex_pod
+from webhookserver import RunningWebhook, write_serving_pair
 
 from numaflow_rdma.controlplane.process import LOOPBACK
 
