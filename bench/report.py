@@ -279,9 +279,10 @@ def peers_section(results: dict[str, Any], image_dir: Path) -> str:
     parts = [
         heading + "Bandwidth of the saturated runs above next to `ucx_perftest -t tag_bw` (the UCX "
         "release ucxx loads, same namespace, the ucx backend's UCX variables) three ways: "
-        "`UCX_TLS=tcp`; UCX's default transport selection; and the default selection with "
-        "endpoint error handling (`-e`), which ucxx's listener endpoints have, so UCX keeps "
-        "only the transports the ucx backend can use. Plain TCP sockets use `sendall` and "
+        "`UCX_TLS=tcp`; UCX's default transport selection, which the ucx backend's payload "
+        "endpoints (made from worker addresses, without endpoint error handling) also get; "
+        "and the default selection with endpoint error handling (`-e`), which ucxx's "
+        "listener endpoints have. Plain TCP sockets use `sendall` and "
         "`recv_into` into one preallocated buffer. ucx_perftest measures on the client when "
         "sends complete, so it can read slightly high."
     ]

@@ -69,8 +69,7 @@ def environment(path: str) -> dict[str, str]:
         ucx = importlib.import_module("numaflow_rdma.transport.backends.ucx")
     except ImportError:
         return {}
-    # No RDMA device exists on the loopback namespace the benchmarks run in.
-    applied: dict[str, str] = ucx.apply_defaults(False, {})
+    applied: dict[str, str] = ucx.apply_defaults({})
     return applied
 
 

@@ -19,8 +19,12 @@ pipeline, so it cannot be replayed on another connection or reflected back.
 The sender checks the receiver's proof the same way when it has a secret, so
 a secret on one side only fails on both.
 
+A backend may add fields to HELLO and WELCOME (``Channel.handshake_offer``
+and the methods after it): the ucx backend offers and grants its UCX payload
+path there, and the sender checks that path before the handshake ends.
+
 A handshake that does not finish within its timeout fails; the most common
-cause is a sender and receiver that use different backends.
+cause is a peer that does not speak this protocol, such as an older release.
 """
 
 from __future__ import annotations
@@ -190,6 +194,7 @@ async def _connect(
         "sender": identity.name,
         "nonce": sender_nonce,
         "address": dialed,
+        **channel.handshake_offer(),
     }
     await channel.send(Kind.HELLO, encode_json(hello))
 
@@ -224,6 +229,7 @@ async def _connect(
         raise ProtocolError(
             f"invalid heartbeat_interval {interval!r} in WELCOME from {channel.peer}"
         )
+    await channel.handshake_complete(welcome)
     return Terms(
         credits=credits,
         max_frame_size=max_frame_size,
@@ -319,6 +325,7 @@ async def _accept(
         "max_frame_size": terms.max_frame_size,
         "max_header_size": terms.max_header_size,
         "heartbeat_interval": terms.heartbeat_interval,
+        **channel.handshake_grant(hello),
     }
     await channel.send(Kind.WELCOME, encode_json(welcome))
     return SenderHello(name=name, dialed=dialed)

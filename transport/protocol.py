@@ -7,11 +7,12 @@ optional payload::
     header    UTF-8 JSON object, at most the receiver's maximum header size
     payload   raw frame bytes, host or device memory
 
-All integers are big-endian. The TCP backend writes the three parts back to
-back on one stream. The UCX backend sends each non-empty part as one tagged
-message on the endpoint, and UCX keeps messages of one endpoint and tag in
-order. The lengths in the preamble are checked against the receiver's limits
-before any buffer is allocated for the header or the payload.
+All integers are big-endian. Both backends write preamble and header back to
+back on one TCP stream. The tcp backend writes the payload after them. The
+ucx backend sends the payload as one tagged UCX message instead, once the
+handshake granted it (see ``backends.ucx``). The lengths in the preamble are
+checked against the receiver's limits before any buffer is allocated for the
+header or the payload.
 
 A connection opens with the handshake (HELLO, CHALLENGE, AUTH, then WELCOME
 or REJECT; see ``handshake``). Afterwards the sender sends FRAME and
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from numaflow_rdma import jsontext
 from numaflow_rdma.transport.errors import PayloadError, ProtocolError
 
 MAGIC = b"NR"
@@ -122,7 +124,7 @@ def encode_json(document: Mapping[str, Any]) -> bytes:
 def decode_json(data: bytes | bytearray | memoryview, what: str) -> dict[str, Any]:
     """Parse a header that must be a JSON object; raise ProtocolError naming ``what``."""
     try:
-        document = json.loads(bytes(data).decode("utf-8"))
+        document = jsontext.loads(bytes(data).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
         raise ProtocolError(f"invalid {what} header: not UTF-8 JSON ({error})") from error
     if not isinstance(document, dict):

@@ -80,9 +80,8 @@ class AsyncReceiver:
         ``host`` is the address to listen on, the pod's RDMA address in
         Kubernetes; ``port`` 0 picks a free port. ``namespace`` and
         ``pipeline`` must match the senders'. With ``check_address``, a
-        sender that dialed another address than ``host`` is rejected (the UCX
-        listener binds every address). Keyword ``overrides`` replace fields
-        of ``options`` (see ``ReceiverOptions``).
+        sender whose HELLO names another address than ``host`` is rejected. Keyword ``overrides`` replace fields of ``options`` (see
+        ``ReceiverOptions``).
         """
         self.options = _options(options, overrides)
         self.host = host

@@ -397,11 +397,6 @@ def _deep_json_handshake() -> tuple[bool, dict[str, int]]:
         return closed, rejected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="transport.protocol.decode_json lets RecursionError escape: the connection task "
-    "dies with an unhandled exception, the socket stays open, and no rejection is counted",
-)
 def test_deep_json_handshake_is_rejected() -> None:
     closed, rejected = run_isolated(_deep_json_handshake)
     assert closed, "the receiver kept the connection open"

@@ -1,14 +1,15 @@
 """Network namespaces for transport tests, so no test listens on this machine's interfaces.
 
 ``run_isolated`` runs a function in a forked child that has its own network
-namespace with only ``lo``; the namespace disappears with the child. The
-ucxx listener binds every address, and UCX's tcp transport listens on every
-interface, so every UCX test runs this way.
+namespace with only ``lo``; the namespace disappears with the child. UCX's
+tcp transport listens on every interface, so every UCX test runs this way.
 
 ``Topology`` builds named namespaces joined by veth pairs to a bridge in a
 hub namespace, one per simulated pod, with addresses in 198.18.0.0/24
 (RFC 2544 benchmarking space). It deletes them all on exit, also after a
-failure, which also destroys their veth pairs.
+failure, which also destroys their veth pairs. Each process it starts also
+gets its own IPC namespace, as a pod's containers do, so UCX does not treat
+two pods as one host (shared memory between them would need both).
 """
 
 from __future__ import annotations
@@ -163,10 +164,19 @@ class Topology:
         return address
 
     def start(
-        self, pod: str, arguments: Sequence[str], log: Path, **environment: str
+        self,
+        pod: str,
+        arguments: Sequence[str],
+        log: Path,
+        shared_ipc: bool = False,
+        **environment: str,
     ) -> subprocess.Popen[bytes]:
-        """Start ``python arguments`` inside ``pod``'s namespace, output to ``log``."""
-        command = ["ip", "netns", "exec", f"{self.prefix}-{pod}", PYTHON, *arguments]
+        """Start ``python arguments`` inside ``pod``'s namespace, output to ``log``.
+
+        The process gets its own IPC namespace unless ``shared_ipc`` is set.
+        """
+        ipc = [] if shared_ipc else ["unshare", "--ipc"]
+        command = ["ip", "netns", "exec", f"{self.prefix}-{pod}", *ipc, PYTHON, *arguments]
         with log.open("ab") as output:
             process = subprocess.Popen(
                 command,

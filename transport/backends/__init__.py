@@ -1,8 +1,9 @@
 """Backend selection and the start-up report.
 
 ``auto`` picks ``ucx`` when ``ucxx`` is installed and ``tcp`` otherwise.
-Both ends of a connection must use the same backend: a TCP sender cannot
-talk to a UCX listener. Each backend is created once per process, on the
+Both backends connect over TCP; the ucx backend moves payloads over UCX
+when both ends use it, so a tcp and a ucx peer still exchange frames, with
+the payloads over TCP. Each backend is created once per process, on the
 transport thread, and logs one line saying what it is and which transports
 it may use. When the pod has an RDMA device but frames would not travel by
 RDMA, it logs a warning that explains the fix.
@@ -45,7 +46,7 @@ async def open_backend(name: str | None, rdma_device: str | None = None) -> Back
     """Return the process's backend of that name, started on the running loop.
 
     ``rdma_device`` describes the pod's RDMA device, or is None when it has
-    none; it decides the UCX protocol default and the start-up warnings.
+    none; it decides the start-up warnings.
     """
     resolved = resolve_backend_name(name)
     backend = _backends.get(resolved)
@@ -53,7 +54,7 @@ async def open_backend(name: str | None, rdma_device: str | None = None) -> Back
         return backend
 
     if resolved == "ucx":
-        applied = ucx.apply_defaults(rdma_device is not None)
+        applied = ucx.apply_defaults()
         if applied:
             logger.info(
                 "Set UCX defaults: %s.",

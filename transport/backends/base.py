@@ -108,6 +108,29 @@ class Channel(abc.ABC):
             self._peer_closed.set()
             raise
 
+    def handshake_offer(self) -> dict[str, Any]:
+        """Return the fields a sender adds to HELLO to offer a backend's own payload path.
+
+        The default offers nothing, so payloads travel on the channel itself.
+        """
+        return {}
+
+    def handshake_grant(self, hello: dict[str, Any]) -> dict[str, Any]:
+        """Return the fields a receiver adds to WELCOME to accept what ``hello`` offered.
+
+        Called once the sender passed the handshake's checks; the default grants nothing.
+        """
+        return {}
+
+    async def handshake_complete(self, welcome: dict[str, Any]) -> None:
+        """Set up, on the sender, what the receiver granted in ``welcome``.
+
+        Runs within the handshake's timeout, before any frame is sent. Raises
+        ProtocolError for invalid fields and ConnectionLostError when the
+        granted path cannot be opened. The default has nothing to set up.
+        """
+        return None
+
     @abc.abstractmethod
     async def _send_parts(self, preamble: bytes, header: bytes, payload: Any) -> None:
         """Send a preamble, a header (may be empty) and a payload (may be None) in order."""

@@ -17,6 +17,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from numaflow_rdma.transport.backends.base import Backend, Channel, ChannelHandler, Listener
@@ -111,12 +112,19 @@ class TcpChannel(Channel):
             self._socket.close()
 
 
+ChannelFactory = Callable[[socket.socket, str, str | None], TcpChannel]
+"""Makes the channel of a connected socket from the socket, the peer and the local address."""
+
+
 class TcpListener(Listener):
     """A listening TCP socket with its accept loop."""
 
-    def __init__(self, sock: socket.socket, handler: ChannelHandler) -> None:
+    def __init__(
+        self, sock: socket.socket, handler: ChannelHandler, channel_factory: ChannelFactory
+    ) -> None:
         self._socket = sock
         self._handler = handler
+        self._channel_factory = channel_factory
         name = sock.getsockname()
         self.host = str(name[0])
         self.port = int(name[1])
@@ -139,7 +147,7 @@ class TcpListener(Listener):
             connection.setblocking(False)
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             local = str(connection.getsockname()[0])
-            channel = TcpChannel(
+            channel = self._channel_factory(
                 connection, format_address(str(address[0]), int(address[1])), local
             )
             task = loop.create_task(self._handler(channel), name=f"tcp-connection-{channel.peer}")
@@ -175,7 +183,7 @@ class TcpBackend(Backend):
                 "check that the address belongs to this pod and the port is free",
                 format_address(host, port),
             ) from error
-        return TcpListener(sock, handler)
+        return TcpListener(sock, handler, self._make_channel)
 
     async def connect(self, host: str, port: int, timeout: float) -> Channel:
         """Open a TCP connection, with TCP_NODELAY so small control messages are not delayed."""
@@ -195,7 +203,10 @@ class TcpBackend(Backend):
                 else str(error)
             )
             raise PeerConnectionError(f"cannot connect to {peer} over TCP: {what}", peer) from error
-        return TcpChannel(sock, peer, str(sock.getsockname()[0]))
+        return self._make_channel(sock, peer, str(sock.getsockname()[0]))
+
+    def _make_channel(self, sock: socket.socket, peer: str, local_host: str | None) -> TcpChannel:
+        return TcpChannel(sock, peer, local_host)
 
     def describe(self) -> str:
         """Return the start-up log line of this backend."""
