@@ -498,10 +498,21 @@ def _api_client(kubeconfig: str | None) -> ApiClient:
     from kubernetes import config
     from kubernetes.client import ApiClient
 
-    if kubeconfig:
-        api_client: ApiClient = config.new_client_from_config(config_file=kubeconfig)
-        return api_client
-    config.load_incluster_config()
+    # An explicit kubeconfig wins; inside a pod the service account is used;
+    # elsewhere $KUBECONFIG or ~/.kube/config, as kubectl does.
+    try:
+        if kubeconfig:
+            api_client: ApiClient = config.new_client_from_config(config_file=kubeconfig)
+            return api_client
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+    except (config.ConfigException, OSError) as error:
+        raise ConfigError(
+            f"cannot load a Kubernetes configuration ({error}): run inside the cluster, "
+            "set $KUBECONFIG, or pass --kubeconfig"
+        ) from error
     return ApiClient()
 
 

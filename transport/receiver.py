@@ -23,6 +23,7 @@ that are still delivered by iterators and handlers, which end afterwards.
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -83,6 +84,13 @@ class AsyncReceiver:
         sender whose HELLO names another address than ``host`` is rejected. Keyword ``overrides`` replace fields of ``options`` (see
         ``ReceiverOptions``).
         """
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise TransportConfigError(
+                f"invalid receiver host {host!r}: expected the IP address to listen on, "
+                "such as the pod's RDMA address or 127.0.0.1"
+            ) from None
         self.options = _options(options, overrides)
         self.host = host
         self._port = port

@@ -72,6 +72,9 @@ class Demo:
     def __init__(self, settings: DemoSettings, progress: Progress) -> None:
         self.settings = settings
         self.progress = progress
+        # Processes that already ran when the demo began (in a test run, the
+        # servers of other tests) are not the demo's to end or report.
+        self._processes_before = set(child_processes())
         self.work_dir: Path | None = None
         self._owns_work_dir = settings.work_dir is None and not settings.keep_work_dir
         self.platform: Platform | None = None
@@ -508,7 +511,9 @@ class Demo:
             self.kubelet.close()
         if self.platform is not None:
             self.platform.close()
-        leftovers = Leftovers(processes=child_processes())
+        leftovers = Leftovers(
+            processes=[line for line in child_processes() if line not in self._processes_before]
+        )
         if self._network_prefix:
             leftovers.network_namespaces = network_namespaces(self._network_prefix)
         if self.work_dir is not None and self._owns_work_dir:

@@ -130,3 +130,10 @@ def test_invalid_values_raise() -> None:
         parse_vertex_name("infer.video")
     with pytest.raises(TransportConfigError, match="is not set"):
         read_environment({}).identity()
+
+
+def test_receiver_rejects_host_name() -> None:
+    from numaflow_rdma.transport import Receiver
+
+    with pytest.raises(TransportConfigError, match="expected the IP address"):
+        Receiver("localhost", 0)
