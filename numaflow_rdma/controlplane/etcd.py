@@ -8,6 +8,7 @@ etcd, let clients see the outage, and bring the same data back.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import urllib.request
@@ -17,6 +18,10 @@ from numaflow_rdma.controlplane import binaries
 from numaflow_rdma.controlplane.process import LOOPBACK, ManagedProcess, free_ports
 
 logger = logging.getLogger(__name__)
+
+
+def _base64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
 class Etcd:
@@ -94,3 +99,26 @@ class Etcd:
     def log_tail(self) -> str:
         """Return the end of etcd's log."""
         return self._process.log_tail()
+
+    def put(self, key: str, value: str) -> None:
+        """Write one key through etcd's JSON gateway, without gRPC.
+
+        gRPC's fork handlers start threads in a forked child before the child
+        can move to another network namespace, so a gRPC client there dials
+        from the parent's namespace. Tests that run in such a child use this.
+        """
+        self._gateway("/v3/kv/put", {"key": _base64(key), "value": _base64(value)})
+
+    def delete(self, key: str) -> None:
+        """Delete one key through etcd's JSON gateway, without gRPC."""
+        self._gateway("/v3/kv/deleterange", {"key": _base64(key)})
+
+    def _gateway(self, path: str, body: dict[str, str]) -> None:
+        request = urllib.request.Request(
+            f"{self.endpoint}{path}",
+            data=json.dumps(body).encode("utf-8"),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()

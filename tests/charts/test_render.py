@@ -535,7 +535,14 @@ def test_dnssync_accepts_rendered_env(
     container = find(manifests, "Deployment", "-dnssync")["spec"]["template"]["spec"]["containers"][
         0
     ]
+    # dnssync reads its TLS files at start; the ones the chart mounts become
+    # empty stand-ins here, at the same file names.
     for name, value in literal_env(container).items():
+        if value.startswith("/etc/numaflow-rdma/"):
+            stand_in = tmp_path / "mounted" / value.lstrip("/")
+            stand_in.parent.mkdir(parents=True, exist_ok=True)
+            stand_in.write_text("stand-in")
+            value = str(stand_in)
         monkeypatch.setenv(name, value)
 
     parser = argparse.ArgumentParser()
