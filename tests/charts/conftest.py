@@ -42,10 +42,10 @@ def admin_api(control_plane: ControlPlane) -> Iterator[AdminApi]:
 
 def _is_established(api: AdminApi, name: str) -> bool:
     url = f"{api.url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
-    status = api.session.get(url, timeout=10).json().get("status", {})
+    status = api.session.get(url, timeout=10).json().get("status") or {}
     return any(
         condition["type"] == "Established" and condition["status"] == "True"
-        for condition in status.get("conditions", [])
+        for condition in status.get("conditions") or []
     )
 
 
