@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import threading
 from dataclasses import replace
 from typing import Any
 
 from numaflow_rdma import names
-from numaflow_rdma.config import ConfigError, add_flag, add_option, env_name, parse_bool
+from numaflow_rdma.config import ConfigError, add_flag, add_option
 from numaflow_rdma.dnssync import settings as defaults
 from numaflow_rdma.dnssync.settings import (
     EtcdSettings,
@@ -34,19 +33,6 @@ from numaflow_rdma.dnssync.settings import (
 COMMAND = "dnssync"
 
 logger = logging.getLogger(__name__)
-
-
-def _add_switch(parser: argparse._ArgumentGroup, flag: str, *, default: bool, help: str) -> None:
-    """Add ``--flag``/``--no-flag`` with its environment variable, for switches that default to on."""
-    variable = env_name(COMMAND, flag)
-    raw = os.environ.get(variable)
-    value = parse_bool(raw, source=f"${variable}") if raw is not None else default
-    parser.add_argument(
-        flag,
-        action=argparse.BooleanOptionalAction,
-        default=value,
-        help=f"{help} (env {variable}; default {'true' if default else 'false'})",
-    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -180,8 +166,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     election = parser.add_argument_group("leader election")
-    _add_switch(
+    add_flag(
         election,
+        COMMAND,
         "--leader-election",
         default=True,
         help="take a coordination.k8s.io Lease so only one replica writes; a leader adopts the "

@@ -91,16 +91,17 @@ def add_flag(
     flag: str,
     *,
     help: str,
+    default: bool = False,
 ) -> None:
-    """Add a boolean ``flag`` that is off by default and on when given or set to true in its variable."""
+    """Add ``flag`` and ``--no-<flag>``, set from its variable when that is set, else ``default``."""
     variable = env_name(command, flag)
     raw = os.environ.get(variable)
-    value = parse_bool(raw, source=f"${variable}") if raw is not None else False
+    value = parse_bool(raw, source=f"${variable}") if raw is not None else default
     parser.add_argument(
         flag,
         action=argparse.BooleanOptionalAction,
         default=value,
-        help=f"{help} (env {variable}; default false)",
+        help=f"{help} (env {variable}; default {'true' if default else 'false'})",
     )
 
 

@@ -76,7 +76,7 @@ ENV_INTERFACE = "NUMAFLOW_RDMA_INTERFACE"
 ENV_PORT = "NUMAFLOW_RDMA_PORT"
 """The transport port."""
 ENV_ANNOTATIONS_FILE = "NUMAFLOW_RDMA_ANNOTATIONS_FILE"
-"""The path of the downward-API file that holds the pod's annotations."""
+"""The path of the downward-API file that contains the pod's annotations."""
 ALL_ENV: tuple[str, ...] = (
     ENV_VERTEX,
     ENV_DESTINATIONS,

@@ -77,9 +77,9 @@ def dns_etcd_client(control_plane: ControlPlane) -> Iterator[Any]:
 
 @pytest.fixture
 def make_namespace(kube_client: ApiClient) -> Iterator[Callable[..., str]]:
-    """Return a factory of uniquely named namespaces, opted in unless told otherwise.
+    """Return a factory of uniquely named namespaces, opted in unless ``opted_in=False``.
 
-    Every namespace made through it is deleted when the test ends.
+    Every namespace it creates is deleted when the test ends.
     """
     from kubernetes import client
 

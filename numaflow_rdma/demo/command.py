@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
-from numaflow_rdma.config import ConfigError, add_flag, add_option, env_name, parse_bool
+from numaflow_rdma.config import ConfigError, add_flag, add_option
 from numaflow_rdma.demo.settings import BACKENDS, LAYOUTS, DemoSettings, SettingsError
 
 COMMAND = "demo"
@@ -25,21 +24,6 @@ def _positive_int(text: str) -> int:
     if value < 0:
         raise ValueError(f"expected 0 or more, got {value}")
     return value
-
-
-def _add_switch(
-    parser: argparse._ArgumentGroup, flag: str, *, default: bool, help: str
-) -> None:
-    """Add ``--flag``/``--no-flag`` with its environment variable, for switches that default to on."""
-    variable = env_name(COMMAND, flag)
-    raw = os.environ.get(variable)
-    value = parse_bool(raw, source=f"${variable}") if raw is not None else default
-    parser.add_argument(
-        flag,
-        action=argparse.BooleanOptionalAction,
-        default=value,
-        help=f"{help} (env {variable}; default {'true' if default else 'false'})",
-    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,8 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     replacement = parser.add_argument_group("pod replacement")
-    _add_switch(
+    add_flag(
         replacement,
+        COMMAND,
         "--replace",
         default=defaults.replace,
         help="delete one infer pod midway and create its replacement, as Numaflow would; "
