@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from numaflow_rdma import names
 from numaflow_rdma.dnssync.addresses import NetworkSelector
-from numaflow_rdma.dnssync.desired import DesiredState, RecordSettings, Skip, desired_state
+from numaflow_rdma.dnssync.desired import (
+    DesiredState,
+    RecordSettings,
+    Skip,
+    desired_state,
+    namespace_fields,
+    pod_fields,
+)
 from numaflow_rdma.dnssync.etcd import ApplyResult, EtcdUnavailableError, RecordStore, apply_plan
 from numaflow_rdma.dnssync.kube import KubeClient
 from numaflow_rdma.dnssync.leader import LeaderElector, new_identity
@@ -57,8 +64,9 @@ POD_RESOURCE = Resource(
     label_selector=",".join(
         f"{key}={value}" for key, value in sorted(names.VERTEX_POD_LABELS.items())
     ),
+    fields=pod_fields,
 )
-NAMESPACE_RESOURCE = Resource("namespaces", "/api/v1/namespaces")
+NAMESPACE_RESOURCE = Resource("namespaces", "/api/v1/namespaces", fields=namespace_fields)
 
 # Seconds to wait after a cache change before syncing, so a burst of events
 # becomes one sync.

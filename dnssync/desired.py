@@ -11,6 +11,9 @@ A pod gets a record when all of these hold:
 
 Everything here is pure: pods and namespaces go in as the API's JSON dicts,
 records and reasons come out, so the rules are tested without a cluster.
+``pod_fields`` and ``namespace_fields`` cut an object down to what these rules
+read, so the watch cache stores a few hundred bytes per pod instead of the whole
+pod spec.
 """
 
 from __future__ import annotations
@@ -79,6 +82,54 @@ class PodProblem(ValueError):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+# The pod annotations the rules read; every other annotation is dropped from the cache.
+_POD_ANNOTATIONS = (
+    names.INJECT_ANNOTATION,
+    names.MULTUS_NETWORK_STATUS_ANNOTATION,
+    names.MULTUS_LEGACY_NETWORK_STATUS_ANNOTATION,
+)
+
+
+def pod_fields(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the parts of a pod dict that ``pod_record`` and the reports read.
+
+    ``pod_record`` returns the same outcome for the result as for the whole pod.
+    """
+    metadata = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    annotations = metadata.get("annotations") or {}
+    kept_metadata: dict[str, Any] = {
+        key: metadata[key]
+        for key in ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp", "labels")
+        if key in metadata
+    }
+    if isinstance(annotations, dict):
+        kept_metadata["annotations"] = {
+            key: annotations[key] for key in _POD_ANNOTATIONS if key in annotations
+        }
+    kept_status: dict[str, Any] = {}
+    if "phase" in status:
+        kept_status["phase"] = status["phase"]
+    conditions = status.get("conditions") or []
+    if isinstance(conditions, list):
+        kept_status["conditions"] = [
+            {"type": "Ready", "status": condition.get("status")}
+            for condition in conditions
+            if isinstance(condition, dict) and condition.get("type") == "Ready"
+        ][:1]
+    return {"metadata": kept_metadata, "status": kept_status}
+
+
+def namespace_fields(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the parts of a namespace dict the rules read: its name, labels and version."""
+    metadata = namespace.get("metadata") or {}
+    return {
+        "metadata": {
+            key: metadata[key] for key in ("name", "resourceVersion", "labels") if key in metadata
+        }
+    }
 
 
 def pod_ref(pod: Mapping[str, Any]) -> PodRef:

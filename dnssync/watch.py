@@ -50,13 +50,26 @@ class WatchError(Exception):
     """The watch stream sent an ERROR event other than 410 Gone."""
 
 
+def without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """Return the object without ``metadata.managedFields``, often the largest part of it."""
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict) and "managedFields" in metadata:
+        obj = {**obj, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
+    return obj
+
+
 @dataclass(frozen=True)
 class Resource:
-    """A watched collection: its API path, across all namespaces, and a label selector."""
+    """A watched collection: its API path, across all namespaces, and a label selector.
+
+    ``fields`` cuts each listed or watched object down to what the cache
+    should keep, before the next page or event is read.
+    """
 
     name: str
     path: str
     label_selector: str = ""
+    fields: Callable[[dict[str, Any]], dict[str, Any]] = without_managed_fields
 
 
 @dataclass(frozen=True)
@@ -109,7 +122,7 @@ def open_watch(
 def list_objects(
     client: KubeClient, resource: Resource, page_size: int = LIST_PAGE_SIZE
 ) -> tuple[list[dict[str, Any]], str]:
-    """List every object in pages; return them with the list's resource version."""
+    """List every object in pages, each cut down by ``resource.fields``, and the list's version."""
     items: list[dict[str, Any]] = []
     token: str | None = None
     while True:
@@ -122,7 +135,8 @@ def list_objects(
                 "continue": token,
             },
         )
-        items.extend(body.get("items") or [])
+        items.extend(resource.fields(item) for item in body.get("items") or [])
+        body.pop("items", None)
         metadata = body.get("metadata") or {}
         token = metadata.get("continue") or None
         if token is None:
@@ -155,7 +169,7 @@ class ObjectCache:
     def replace(self, objects: list[dict[str, Any]]) -> None:
         """Replace every object with the result of a list."""
         with self._lock:
-            self._objects = {object_key(obj): _trimmed(obj) for obj in objects}
+            self._objects = {object_key(obj): obj for obj in objects}
         self.synced.set()
         self._changed()
 
@@ -166,7 +180,7 @@ class ObjectCache:
             if event.type == "DELETED":
                 self._objects.pop(key, None)
             else:
-                self._objects[key] = _trimmed(event.object)
+                self._objects[key] = event.object
         self._changed()
 
     def objects(self) -> list[dict[str, Any]]:
@@ -181,14 +195,6 @@ class ObjectCache:
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change(self.resource)
-
-
-def _trimmed(obj: dict[str, Any]) -> dict[str, Any]:
-    # managedFields is often the largest part of a pod and is never read here.
-    metadata = obj.get("metadata")
-    if isinstance(metadata, dict) and "managedFields" in metadata:
-        obj = {**obj, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
-    return obj
 
 
 class Reflector:
@@ -288,7 +294,7 @@ class Reflector:
                 return
             for event in watch_request(stream):
                 if event.type != "BOOKMARK":
-                    self.cache.apply(event)
+                    self.cache.apply(WatchEvent(event.type, self.resource.fields(event.object)))
                 if event.resource_version:
                     self.resource_version = event.resource_version
                 self._failures = 0

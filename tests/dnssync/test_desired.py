@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
-from podfactory import RDMA_NETWORK, opted_in, vertex_pod
+from podfactory import RDMA_NETWORK, network_status, opted_in, vertex_pod
 
 from numaflow_rdma import names
 from numaflow_rdma.dnssync.addresses import NetworkSelector
@@ -15,8 +16,11 @@ from numaflow_rdma.dnssync.desired import (
     RecordSettings,
     Skip,
     desired_state,
+    namespace_fields,
+    pod_fields,
     pod_record,
 )
+from numaflow_rdma.fixtures import load_other_pods, load_pods
 
 SETTINGS = RecordSettings(owner="dnssync-a", selector=NetworkSelector(network=RDMA_NETWORK))
 
@@ -177,3 +181,82 @@ def test_state_separates_records_skips_and_problems() -> None:
         ("team/bad", "InvalidDnsName")
     ]
     assert state.values() == {key: record.value for key, record in state.records.items()}
+
+
+def _outcome(pod: dict[str, Any], settings: RecordSettings = SETTINGS) -> object:
+    try:
+        return pod_record(pod, opted_in(), settings)
+    except PodProblem as problem:
+        return ("problem", problem.reason, problem.message)
+
+
+def _pods_of_every_kind() -> list[dict[str, Any]]:
+    bad_status = vertex_pod("bad-status")
+    bad_status["metadata"]["annotations"][names.MULTUS_NETWORK_STATUS_ANNOTATION] = "{oops"
+    no_conditions = vertex_pod("no-conditions")
+    no_conditions["status"] = {"phase": "Pending"}
+    two_ready = vertex_pod("two-ready")
+    two_ready["status"]["conditions"].append({"type": "Ready", "status": "False"})
+    numaflow = [*load_pods("video", namespace="team"), *load_other_pods(namespace="team")]
+    for index, pod in enumerate(numaflow):
+        pod["metadata"].setdefault("annotations", {})[names.MULTUS_NETWORK_STATUS_ANNOTATION] = (
+            network_status(f"198.18.1.{index + 1}")
+        )
+        pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    return [
+        vertex_pod("ready"),
+        vertex_pod("ipv6", address="fd00:198:18::7"),
+        vertex_pod("not-ready", ready=False),
+        vertex_pod("no-address", address=None),
+        vertex_pod("deleting", deleting=True),
+        vertex_pod("failed", phase="Failed"),
+        vertex_pod("opted-out", annotations={names.INJECT_ANNOTATION: "false"}),
+        vertex_pod("bad-vertex", vertex="Not_Valid"),
+        bad_status,
+        no_conditions,
+        two_ready,
+        *numaflow,
+    ]
+
+
+@pytest.mark.parametrize("publish_not_ready", [False, True])
+def test_pod_fields_keep_every_outcome(publish_not_ready: bool) -> None:
+    settings = RecordSettings(
+        owner="o", selector=NetworkSelector(network=RDMA_NETWORK), publish_not_ready=publish_not_ready
+    )
+    pods = _pods_of_every_kind()
+
+    outcomes = [_outcome(pod, settings) for pod in pods]
+
+    assert [_outcome(pod_fields(pod), settings) for pod in pods] == outcomes
+    assert sum(isinstance(outcome, DesiredRecord) for outcome in outcomes) >= 6
+
+
+def test_pod_fields_drop_spec_and_other_annotations() -> None:
+    pod = load_pods("video", namespace="team")[0]
+    pod["metadata"]["managedFields"] = [{"manager": "kubelet"}]
+    pod["metadata"].setdefault("annotations", {})["example.com/large"] = "x" * 10_000
+
+    fields = pod_fields(pod)
+
+    assert set(fields) == {"metadata", "status"}
+    assert "managedFields" not in fields["metadata"]
+    assert "example.com/large" not in fields["metadata"]["annotations"]
+    assert fields["metadata"]["labels"] == pod["metadata"]["labels"]
+    assert len(json.dumps(fields)) * 10 < len(json.dumps(pod))
+
+
+def test_namespace_fields_keep_name_and_labels() -> None:
+    namespace = {
+        "metadata": {
+            "name": "team",
+            "resourceVersion": "12",
+            "labels": opted_in(),
+            "annotations": {"example.com/a": "b"},
+        },
+        "spec": {"finalizers": ["kubernetes"]},
+    }
+
+    assert namespace_fields(namespace) == {
+        "metadata": {"name": "team", "resourceVersion": "12", "labels": opted_in()}
+    }
