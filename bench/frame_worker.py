@@ -339,6 +339,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=10, help="frames per JetStream fetch")
     parser.add_argument("--senders", type=int, default=1, help="senders that will send (receivers)")
     parser.add_argument(
+        "--window",
+        type=int,
+        default=1,
+        help="frames a transport sender keeps on their way at once (transport paths)",
+    )
+    parser.add_argument(
         "--stop-file",
         default="",
         help="file whose appearance, once no frame is waiting, ends a transport receiver",

@@ -10,10 +10,12 @@ page states why these rows are empty.
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib
 import importlib.util
 import os
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -128,12 +130,19 @@ def receive(args: argparse.Namespace, backend: str) -> dict[str, Any]:
 
 
 def send(args: argparse.Namespace, backend: str) -> dict[str, Any]:
-    """Send stamped NumPy frames with the transport's Sender, spread over every address given."""
+    """Send stamped NumPy frames with the transport's Sender, spread over every address given.
+
+    Up to ``--window`` frames are on their way at once through
+    ``Sender.submit``, each in its own buffer, because a frame's buffer must
+    stay unchanged until its send is done.
+    """
     from numaflow_rdma.transport import Sender
 
     addresses = [item for item in (args.addresses or args.address).split(",") if item]
-    source = FrameSource(args.size)
+    window = max(1, args.window)
+    sources = [FrameSource(args.size) for _ in range(window)]
     sender = Sender(addresses, backend=backend, **_identity("sender"))
+    outcomes: collections.deque[Future[Any]] = collections.deque()
     dropped = 0
     sent = 0
     try:
@@ -148,16 +157,21 @@ def send(args: argparse.Namespace, backend: str) -> dict[str, Any]:
         started = time.monotonic()
         cpu = CpuClock()
         while budget.allows(sent):
+            if len(outcomes) == window:
+                dropped += outcomes.popleft().result().dropped
             time.sleep(pacer.delay(sent))
+            source = sources[sent % window]
             source.stamp(sent)
-            if sender.send(source.frame).dropped:
-                dropped += 1
+            outcomes.append(sender.submit(source.frame))
             sent += 1
+        while outcomes:
+            dropped += outcomes.popleft().result().dropped
+
         # One end-of-stream frame per receiver; round-robin spreading gives each one.
         for _ in addresses:
-            source.end_marker()
-            sender.send(source.frame)
-        result = sender_result(sent - dropped, started, cpu, {"dropped": dropped})
+            sources[0].end_marker()
+            sender.send(sources[0].frame)
+        result = sender_result(sent - dropped, started, cpu, {"dropped": dropped, "window": window})
         result["transport_metrics"] = _metrics(sender)
     finally:
         sender.close(timeout=5.0)

@@ -27,6 +27,7 @@ from typing import Any
 from numaflow_rdma.transport import cuda
 from numaflow_rdma.transport.backends import Backend, Channel, Listener
 from numaflow_rdma.transport.buffers import Slot, SlotPool
+from numaflow_rdma.transport.delivery import DeliveryQueue, QueueClosedError
 from numaflow_rdma.transport.errors import (
     ConnectionLostError,
     HandshakeRejectedError,
@@ -58,7 +59,6 @@ logger = logging.getLogger(__name__)
 # peer_timeout plus the time it takes at this rate, in bytes per second.
 _SLOWEST_PAYLOAD_RATE = 10_000_000
 
-_END = object()
 
 
 @dataclass(eq=False)
@@ -110,7 +110,8 @@ class ReceiverCore:
         self._listener: Listener | None = None
         self._connections: set[_Inbound] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.frames: DeliveryQueue[Frame] = DeliveryQueue()
+        """Received frames, in arrival order across connections, for the receiving code."""
         self._closed = False
         self._warned_host_delivery = False
         self.metrics.in_flight = self._in_flight
@@ -303,7 +304,12 @@ class ReceiverCore:
                 memory.value,
                 slot.index,
             )
-        self._queue.put_nowait(frame)
+        try:
+            self.frames.put(frame)
+        except QueueClosedError:
+            # The receiver closed while this payload arrived: nobody takes the frame now.
+            frame.release()
+            self.metrics.frame_dropped(inbound.name, "closed")
 
     async def _receive_payload(
         self, inbound: _Inbound, slot: Slot, header: FrameHeader, nbytes: int
@@ -388,24 +394,23 @@ class ReceiverCore:
                     send_heartbeat(inbound.channel)
                 )
 
-    async def next_frame(self, timeout: float | None) -> Frame | None:
-        """Return the next frame, or None after ``timeout`` seconds; raise once closed and drained."""
-        if self._closed and self._queue.empty():
-            raise TransportClosedError(
-                "the receiver is closed and every received frame was delivered"
-            )
+    def next_frame(self, timeout: float | None) -> Frame | None:
+        """Block for the next frame up to ``timeout`` seconds; return None when none came.
+
+        Called from the receiving code's thread, never the transport thread.
+        Raises TransportClosedError once closed and every frame was delivered.
+        """
         try:
-            item = await asyncio.wait_for(self._queue.get(), timeout)
-        except asyncio.TimeoutError:
-            return None
-        if item is _END:
-            # Leave the marker for every other consumer that waits.
-            self._queue.put_nowait(_END)
-            raise TransportClosedError(
-                "the receiver is closed and every received frame was delivered"
-            )
-        frame: Frame = item
-        return frame
+            return self.frames.get(timeout)
+        except QueueClosedError:
+            raise _drained() from None
+
+    async def next_frame_async(self, timeout: float | None) -> Frame | None:
+        """Await the next frame on the caller's loop; see ``next_frame``."""
+        try:
+            return await self.frames.get_async(timeout)
+        except QueueClosedError:
+            raise _drained() from None
 
     async def close(self, timeout: float) -> None:
         """Stop accepting, say goodbye, and wait up to ``timeout`` s for senders to finish.
@@ -437,5 +442,9 @@ class ReceiverCore:
             )
             inbound.closing = True
             inbound.channel.abort()
-        self._queue.put_nowait(_END)
+        self.frames.close()
         logger.info("Receiver %s closed.", self._identity.name)
+
+
+def _drained() -> TransportClosedError:
+    return TransportClosedError("the receiver is closed and every received frame was delivered")

@@ -23,8 +23,10 @@ lost receiver are counted as ``frames_unconfirmed``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import enum
+import functools
 import itertools
 import logging
 import os
@@ -172,6 +174,7 @@ class SenderCore:
         self._peers_changed = asyncio.Event()
         self._closed = False
         self.metrics.in_flight = self._in_flight
+        self._loop = asyncio.get_running_loop()
         get_runtime().track(self)
 
     @property
@@ -454,19 +457,50 @@ class SenderCore:
 
     async def send(self, frame: OutgoingFrame, timeout: float | None) -> SendResult:
         """Send one frame; return when it is out or dropped."""
+        return await self._start(frame, timeout).future
+
+    def submit_threadsafe(
+        self, frame: OutgoingFrame, timeout: float | None
+    ) -> concurrent.futures.Future[SendResult]:
+        """Start sending one frame from any thread but the loop's; return the outcome's future.
+
+        This is ``send`` without a task or coroutine around it, because the
+        synchronous API crosses threads once per frame.
+        """
+        outcome: concurrent.futures.Future[SendResult] = concurrent.futures.Future()
+        self._loop.call_soon_threadsafe(self._start_for, frame, timeout, outcome)
+        return outcome
+
+    def _start_for(
+        self,
+        frame: OutgoingFrame,
+        timeout: float | None,
+        outcome: concurrent.futures.Future[SendResult],
+    ) -> None:
+        if not outcome.set_running_or_notify_cancel():
+            return
+        try:
+            pending = self._start(frame, timeout)
+        except BaseException as error:
+            outcome.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        pending.future.add_done_callback(functools.partial(_copy_outcome, outcome))
+
+    def _start(self, frame: OutgoingFrame, timeout: float | None) -> _Pending:
         if self._closed:
             raise TransportClosedError("the sender is closed")
         frame.sequence = next(self._sequence)
-        loop = asyncio.get_running_loop()
         now = time.monotonic()
         pending = _Pending(
             frame,
-            loop.create_future(),
+            self._loop.create_future(),
             deadline=now + (self._options.send_timeout if timeout is None else timeout),
             started=now,
         )
         self._dispatch(pending)
-        return await pending.future
+        return pending
 
     def _dispatch(self, pending: _Pending) -> None:
         ready = self._ready_links()
@@ -686,6 +720,18 @@ class SenderCore:
         for task in list(self._transmissions):
             task.cancel()
         logger.info("Sender %s to %s closed.", self._identity.name, self._discovery.description)
+
+
+def _copy_outcome(
+    outcome: concurrent.futures.Future[SendResult], future: asyncio.Future[SendResult]
+) -> None:
+    """Pass the result or error of ``future`` on to ``outcome``, a future of another thread."""
+    if future.cancelled():
+        outcome.set_exception(concurrent.futures.CancelledError())
+    elif future.exception() is not None:
+        outcome.set_exception(future.exception())
+    else:
+        outcome.set_result(future.result())
 
 
 def _loop_time(monotonic_deadline: float) -> float:

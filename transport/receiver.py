@@ -178,7 +178,7 @@ class AsyncReceiver:
         received frame was delivered. The caller releases the frame.
         """
         core = self._require_core()
-        return await self._runtime.call_async(core.next_frame(timeout))
+        return await core.next_frame_async(timeout)
 
     def __aiter__(self) -> AsyncIterator[Frame]:
         return self._frames()
@@ -273,7 +273,12 @@ class Receiver:
 
     def receive(self, timeout: float | None = None) -> Frame | None:
         """Block for the next frame, up to ``timeout`` seconds; see ``AsyncReceiver.receive``."""
-        return self._runtime.call(self._core.next_frame(timeout))
+        if self._runtime.in_loop_thread():
+            raise RuntimeError(
+                "Receiver.receive was called on the transport thread; "
+                "use AsyncReceiver inside transport callbacks"
+            )
+        return self._core.next_frame(timeout)
 
     def __iter__(self) -> Iterator[Frame]:
         current: Frame | None = None

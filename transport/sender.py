@@ -12,12 +12,17 @@ Outside Kubernetes, name the receivers explicitly::
     sender = Sender(["198.18.0.2:7470", "198.18.0.3:7470"], namespace="ns", pipeline="video")
 
 ``send`` returns once the frame has left this process or was dropped, so the
-caller may reuse the payload's memory as soon as it returns. Frames are
-delivered at most once; see ``SendResult`` and ``DropReason``.
+caller may reuse the payload's memory as soon as it returns. ``submit``
+returns at once with a future instead, so several frames can be on their
+way while the caller prepares the next one. The payload must then stay
+unchanged until the future is done. Frames are delivered at most once; see
+``SendResult`` and ``DropReason``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import replace
@@ -203,7 +208,9 @@ class AsyncSender:
         """
         core = self._require_core()
         frame = self._prepare(data, metadata, key)
-        return await self._runtime.call_async(core.send(frame, timeout))
+        if self._runtime.in_loop_thread():
+            return await core.send(frame, timeout)
+        return await asyncio.wrap_future(core.submit_threadsafe(frame, timeout))
 
     async def wait_for_peers(self, count: int = 1, timeout: float = 10.0) -> int:
         """Wait until ``count`` receivers are connected or ``timeout`` s pass; return how many are."""
@@ -273,8 +280,32 @@ class Sender:
 
         See ``AsyncSender.send``.
         """
+        return self.submit(data, metadata=metadata, key=key, timeout=timeout).result()
+
+    def submit(
+        self,
+        data: object,
+        *,
+        metadata: dict[str, Any] | None = None,
+        key: str | None = None,
+        timeout: float | None = None,
+    ) -> concurrent.futures.Future[SendResult]:
+        """Start sending one frame and return at once with a future of its ``SendResult``.
+
+        Several frames can be on their way at the same time this way, up to
+        the receivers' credits, which keeps the link busy while this thread
+        prepares the next frame. The payload's memory is read until the
+        future is done: do not change or free it before then. Raises
+        PayloadError and TransportConfigError at once; FrameTooLargeError
+        and TransportClosedError come from the future. See ``AsyncSender.send``.
+        """
+        if self._runtime.in_loop_thread():
+            raise RuntimeError(
+                "Sender.send or Sender.submit was called on the transport thread; "
+                "use AsyncSender inside transport callbacks"
+            )
         frame = self._async._prepare(data, metadata, key)
-        return self._runtime.call(self._core.send(frame, timeout))
+        return self._core.submit_threadsafe(frame, timeout)
 
     def wait_for_peers(self, count: int = 1, timeout: float = 10.0) -> int:
         """Block until ``count`` receivers are connected or ``timeout`` s pass; return how many are."""

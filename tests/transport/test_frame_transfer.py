@@ -21,6 +21,7 @@ from numaflow_rdma.transport import (
     Frame,
     Receiver,
     Sender,
+    TransportClosedError,
 )
 
 SIZES = [0, 1, 1 << 20, 6_220_800, 64 << 20]
@@ -241,3 +242,58 @@ def _check_handler_errors_counted(backend: str) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_handler_errors_are_counted(backend: str) -> None:
     run_isolated(_check_handler_errors_counted, backend)
+
+
+def _check_submitted_frames(backend: str) -> None:
+    receiver, sender = _pair(backend, credits=4)
+    rng = np.random.default_rng(3)
+    # Mixed sizes cross the read-ahead boundary of the control stream in both directions.
+    payloads = [rng.integers(0, 256, size, dtype=np.uint8) for size in [70_000, 3, 65_535] * 8]
+    with receiver, sender:
+        outcomes = [
+            sender.submit(payload, metadata={"index": index})
+            for index, payload in enumerate(payloads)
+        ]
+        indexes: list[int] = []
+        for _ in payloads:
+            frame = receiver.receive(timeout=10)
+            assert frame is not None, f"only {len(indexes)} of {len(payloads)} frames arrived"
+            with frame:
+                index = frame.metadata["index"]
+                indexes.append(index)
+                assert np.array_equal(frame.data, payloads[index]), f"frame {index} differs"
+        results = [outcome.result(timeout=10) for outcome in outcomes]
+
+    assert all(result.sent for result in results), results
+    assert [result.sequence for result in results] == list(range(len(payloads)))
+    assert indexes == list(range(len(payloads)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_submitted_frames_arrive_in_order(backend: str) -> None:
+    run_isolated(_check_submitted_frames, backend)
+
+
+def _check_closed_receiver_ends_waiting_receive(backend: str) -> None:
+    receiver, sender = _pair(backend)
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            receiver.receive(timeout=30)
+        except TransportClosedError as error:
+            outcome.append(error)
+
+    with sender:
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        receiver.close(timeout=2)
+        waiter.join(timeout=10)
+
+    assert not waiter.is_alive(), "receive() still blocks after close()"
+    assert len(outcome) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_close_ends_waiting_receive(backend: str) -> None:
+    run_isolated(_check_closed_receiver_ends_waiting_receive, backend)

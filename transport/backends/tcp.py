@@ -3,7 +3,9 @@
 It needs nothing beyond the standard library, so it is what the base install
 runs. Payloads go from the caller's buffer to ``sock_sendall`` and from
 ``sock_recv_into`` into the receiver's slot, with no copy in Python; the
-kernel's socket copies remain. Device memory is staged through host memory
+kernel's socket copies remain. Reads shorter than ``READ_AHEAD`` go through
+a staging buffer instead, so one system call takes a preamble and its
+header, and often the next message's too. Device memory is staged through host memory
 by the caller (``supports_cuda`` is False).
 
 The listener binds the given address only, so a receiver on its RDMA
@@ -24,6 +26,11 @@ from numaflow_rdma.transport.backends.base import Backend, Channel, ChannelHandl
 from numaflow_rdma.transport.errors import PeerConnectionError
 
 logger = logging.getLogger(__name__)
+
+# Bytes read from the socket at once for reads shorter than this; the rest
+# waits in the channel for the next read.
+READ_AHEAD = 64 * 1024
+_LOW_WATER_MAX = 256 * 1024
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -46,6 +53,9 @@ class TcpChannel(Channel):
         self._socket = sock
         self._loop = asyncio.get_running_loop()
         self._pending = 0
+        self._staging = memoryview(bytearray(READ_AHEAD))
+        self._staged_start = 0
+        self._staged_end = 0
 
     async def _send_parts(self, preamble: bytes, header: bytes, payload: Any) -> None:
         self._pending += 1
@@ -59,25 +69,78 @@ class TcpChannel(Channel):
         finally:
             self._operation_done()
 
+    @property
+    def has_read_ahead(self) -> bool:
+        """Return True when bytes of the next message were already read from the socket."""
+        return self._staged_end > self._staged_start
+
     async def _receive_into(self, buffer: Any) -> None:
         if self._closed:
             raise self._lost(None, "receiving")
         view = memoryview(buffer).cast("B")
-        received = 0
+        received = self._take_staged(view)
         self._pending += 1
         try:
             while received < len(view):
-                try:
-                    count = await self._loop.sock_recv_into(self._socket, view[received:])
-                except OSError as error:
-                    self.abort()
-                    raise self._lost(error, "receiving") from error
-                if count == 0:
-                    self.abort()
-                    raise self._lost(None, "receiving")
-                received += count
+                if len(view) - received < READ_AHEAD:
+                    # A small read (preamble, header, small payload) fills the staging
+                    # buffer, which usually takes the next message's preamble and header too.
+                    self._staged_start = 0
+                    self._staged_end = await self._receive_some(self._staging, 1)
+                    received += self._take_staged(view[received:])
+                else:
+                    received += await self._receive_some(view[received:], len(view) - received)
         finally:
             self._operation_done()
+
+    async def _receive_some(self, view: memoryview, needed: int) -> int:
+        """Receive at least one byte into ``view``; return how many arrived.
+
+        ``needed`` is how many bytes the caller needs in all: the loop is
+        woken only once that many, or ``_LOW_WATER_MAX``, are there to read.
+
+        The socket is read directly and the loop is only asked to wait when
+        it has nothing to read, because a large payload arrives in dozens of
+        pieces and ``sock_recv_into`` costs a coroutine and a future for each.
+        """
+        while True:
+            try:
+                count = self._socket.recv_into(view)
+            except (BlockingIOError, InterruptedError):
+                await self._readable(needed)
+                continue
+            except OSError as error:
+                self.abort()
+                raise self._lost(error, "receiving") from error
+            if count == 0:
+                self.abort()
+                raise self._lost(None, "receiving")
+            return count
+
+    async def _readable(self, needed: int) -> None:
+        """Wait until the socket has bytes to read, or its end, or an error."""
+        if self._closed:
+            raise self._lost(None, "receiving")
+        readable = self._loop.create_future()
+        descriptor = self._socket.fileno()
+        low_water = min(needed, _LOW_WATER_MAX)
+        if low_water > 1:
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, low_water)
+        self._loop.add_reader(descriptor, _set_done, readable)
+        try:
+            await readable
+        finally:
+            self._loop.remove_reader(descriptor)
+            if low_water > 1 and not self._closed:
+                self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+
+    def _take_staged(self, view: memoryview) -> int:
+        """Copy read-ahead bytes into ``view``; return how many were copied."""
+        count = min(self._staged_end - self._staged_start, len(view))
+        if count:
+            view[:count] = self._staging[self._staged_start : self._staged_start + count]
+            self._staged_start += count
+        return count
 
     async def _finish_sending(self, linger: float) -> None:
         """Half-close first, so the peer reads the end of the stream after the last message.
@@ -110,6 +173,11 @@ class TcpChannel(Channel):
             self._socket.shutdown(socket.SHUT_RDWR)
         if self._pending == 0:
             self._socket.close()
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 ChannelFactory = Callable[[socket.socket, str, str | None], TcpChannel]

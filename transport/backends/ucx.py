@@ -396,6 +396,8 @@ class UcxChannel(TcpChannel):
 
     async def _wait(self, future: asyncio.Future[Any], action: str, watch_end: bool = False) -> Any:
         """Wait for a UCX future; abort and raise ConnectionLostError if it fails or the channel ends."""
+        # A transfer UCX finished within the call that started it needs no watch.
+        watch_end = watch_end and not future.done()
         self._waiting.add(future)
         if watch_end:
             self._watch_end()
@@ -413,7 +415,8 @@ class UcxChannel(TcpChannel):
 
     def _watch_end(self) -> None:
         descriptor = self._socket.fileno()
-        if self._watched_descriptor < 0 and descriptor >= 0:
+        # Bytes of a later message already read mean the sender got past this payload.
+        if self._watched_descriptor < 0 and descriptor >= 0 and not self.has_read_ahead:
             self._watched_descriptor = descriptor
             self._loop.add_reader(descriptor, self._check_end)
 
