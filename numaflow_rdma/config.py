@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,20 @@ ENV_PREFIX = "NUMAFLOW_RDMA_"
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+# Descriptions, singular and plural, of the values that options of these
+# types expect, for the error about an invalid environment variable.
+_TYPE_DESCRIPTIONS: dict[Callable[[str], Any], tuple[str, str]] = {
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+}
+
+# Kubernetes object names: RFC 1123 labels (namespaces) and subdomains
+# (ConfigMaps), as k8s.io/apimachinery's IsDNS1123Label and IsDNS1123Subdomain
+# check them.
+MAX_DNS_LABEL_LENGTH = 63
+MAX_DNS_SUBDOMAIN_LENGTH = 253
+_DNS_LABEL_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_LABEL_CHARACTER = re.compile(r"[-a-z0-9]")
 
 
 class ConfigError(ValueError):
@@ -40,7 +55,10 @@ def parse_bool(text: str, *, source: str) -> bool:
         return True
     if word in _FALSE_WORDS:
         return False
-    raise ConfigError(f"invalid boolean {text!r} in {source}: expected true or false")
+    raise ConfigError(
+        f"invalid boolean {text!r} in {source}: expected true or false "
+        "(also accepted: 1, yes, on, 0, no, off)"
+    )
 
 
 def add_option(
@@ -64,10 +82,7 @@ def add_option(
     value = default
     raw = os.environ.get(variable)
     if raw is not None:
-        try:
-            value = _convert(raw, type, multiple)
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"invalid value {raw!r} in ${variable}: {error}") from error
+        value = _parse_environment(variable, raw, type, multiple, default)
         if choices is not None and not multiple and value not in choices:
             raise ConfigError(
                 f"invalid value {raw!r} in ${variable}: expected one of {', '.join(map(str, choices))}"
@@ -78,7 +93,7 @@ def add_option(
     parser.add_argument(
         flag,
         default=value,
-        type=(lambda text: _convert(text, type, True)) if multiple else type,
+        type=_list_converter(type) if multiple else type,
         choices=None if multiple else choices,
         help=full_help,
         metavar=metavar,
@@ -105,7 +120,96 @@ def add_flag(
     )
 
 
-def _convert(raw: str, type: Callable[[str], Any], multiple: bool) -> Any:
-    if multiple:
-        return [type(item.strip()) for item in raw.split(",") if item.strip()]
-    return type(raw)
+def _split_list(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _list_converter(type: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    def convert(text: str) -> list[Any]:
+        return [type(item) for item in _split_list(text)]
+
+    # argparse names the type in its error: "invalid comma-separated int value: '1,x'".
+    convert.__name__ = f"comma-separated {getattr(type, '__name__', 'list')}"
+    return convert
+
+
+def _parse_environment(
+    variable: str, raw: str, type: Callable[[str], Any], multiple: bool, default: Any
+) -> Any:
+    """Convert the value of ``variable``, or raise ConfigError naming the variable, value and expected type."""
+    description = _TYPE_DESCRIPTIONS.get(type)
+    items = _split_list(raw) if multiple else [raw]
+    values = []
+    for item in items:
+        try:
+            values.append(type(item))
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as error:
+            # A custom type function states its own rule in its error, but
+            # int() and float() only repeat the text they could not parse.
+            if description is None:
+                reason = f"{item!r}: {error}" if multiple else f"{error}"
+            elif multiple:
+                reason = (
+                    f"{item!r} is not {description[0]}: expected comma-separated {description[1]}"
+                )
+            else:
+                reason = f"expected {description[0]}"
+                if default is not None:
+                    reason += f", such as the default {default}"
+            raise ConfigError(
+                f"invalid value {raw!r} in ${variable}: {reason}; correct the variable or unset it"
+            ) from error
+    return values if multiple else values[0]
+
+
+def validate_dns_label(value: str, flag: str, kind: str) -> str:
+    """Return ``value`` if it is an RFC 1123 DNS label, or raise ConfigError naming ``flag``.
+
+    Kubernetes requires such a label for namespace names: at most 63
+    lower-case letters, digits and '-', starting and ending with a letter or
+    digit. ``kind`` is the kind of name in the singular, such as "namespace name".
+    """
+    problem = _dns_label_problem(value)
+    if problem is not None:
+        raise ConfigError(
+            f"invalid {flag} {value!r}: {kind}s must be DNS labels (RFC 1123), but {problem}"
+        )
+    return value
+
+
+def validate_dns_subdomain(value: str, flag: str, kind: str) -> str:
+    """Return ``value`` if it is an RFC 1123 DNS subdomain, or raise ConfigError naming ``flag``.
+
+    Kubernetes requires such a name for most objects, ConfigMaps included:
+    DNS labels joined by dots, at most 253 characters in all.
+    """
+    problem: str | None = None
+    if len(value) > MAX_DNS_SUBDOMAIN_LENGTH:
+        problem = f"it has {len(value)} characters, at most {MAX_DNS_SUBDOMAIN_LENGTH} are allowed"
+    elif not value:
+        problem = "it is empty"
+    else:
+        for label in value.split("."):
+            label_problem = _dns_label_problem(label)
+            if label_problem is not None:
+                problem = f"part {label!r} is invalid: {label_problem}"
+                break
+    if problem is not None:
+        raise ConfigError(
+            f"invalid {flag} {value!r}: {kind}s must be DNS subdomains (RFC 1123), but {problem}"
+        )
+    return value
+
+
+def _dns_label_problem(label: str) -> str | None:
+    if not label:
+        return "it is empty"
+    if len(label) > MAX_DNS_LABEL_LENGTH:
+        return f"it has {len(label)} characters, at most {MAX_DNS_LABEL_LENGTH} are allowed"
+    invalid = sorted({char for char in label if not _DNS_LABEL_CHARACTER.fullmatch(char)})
+    if invalid:
+        listed = " ".join(repr(char) for char in invalid)
+        return f"it contains {listed}; use only lower-case letters, digits and '-'"
+    if not _DNS_LABEL_PATTERN.fullmatch(label):
+        return "it starts or ends with '-'; start and end with a letter or digit"
+    return None

@@ -26,9 +26,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from numaflow_rdma import corefile
-from numaflow_rdma.config import ConfigError, add_flag, add_option
+from numaflow_rdma.config import (
+    ConfigError,
+    add_flag,
+    add_option,
+    validate_dns_label,
+    validate_dns_subdomain,
+)
 from numaflow_rdma.corefile import (
     CacheSettings,
+    CorefileError,
     EtcdSettings,
     ForwardSettings,
     ListenSettings,
@@ -47,6 +54,29 @@ FIELD_MANAGER = "numaflow-rdma-coredns"
 # Attempts at the read-merge-replace of the kubeadm ConfigMap when another
 # writer changes it in between (HTTP 409).
 _CONFLICT_ATTEMPTS = 5
+# The option that sets each field of the corefile settings classes, for
+# naming it in a CorefileError.
+OPTION_OF_SETTING: dict[str, str] = {
+    "zone": "--zone",
+    "cluster_domain": "--cluster-domain",
+    "listen.port": "--port",
+    "listen.addresses": "--listen-addresses",
+    "etcd.endpoints": "--etcd-endpoints",
+    "etcd.prefix": "--etcd-prefix",
+    "etcd.ca_file": "--etcd-ca-file",
+    "etcd.cert_file": "--etcd-cert-file",
+    "etcd.key_file": "--etcd-key-file",
+    "etcd.username": "--etcd-username",
+    "etcd.password_env": "--etcd-password-env",
+    "health_port": "--health-port",
+    "ready_port": "--ready-port",
+    "metrics_port": "--metrics-port",
+    "lameduck": "--lameduck",
+    "cache.success_ttl": "--cache-ttl",
+    "cache.denial_ttl": "--cache-denial-ttl",
+    "cache.serve_stale": "--serve-stale",
+    "upstreams": "--upstreams",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=FORMS,
     )
     add_option(
-        output, COMMAND, "--output", help="file to write, or - for standard output", default="-"
+        output,
+        COMMAND,
+        "--output",
+        help="file to write, or - for standard output",
+        default="-",
+        metavar="PATH",
     )
     add_option(
         output,
@@ -73,6 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--namespace",
         help="namespace of the zone-configmap form's ConfigMap",
         default="numaflow-rdma",
+        metavar="NAMESPACE",
     )
     add_option(
         output,
@@ -80,18 +116,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--configmap-name",
         help="name of the zone-configmap form's ConfigMap",
         default="numaflow-rdma-coredns",
+        metavar="NAME",
     )
 
     zone = parser.add_argument_group("zone")
-    add_option(zone, COMMAND, "--zone", help="DNS zone of the vertex names", default=DEFAULT_ZONE)
+    add_option(
+        zone,
+        COMMAND,
+        "--zone",
+        help="DNS zone of the vertex names",
+        default=DEFAULT_ZONE,
+        metavar="ZONE",
+    )
     add_option(
         zone,
         COMMAND,
         "--cluster-domain",
         help="the cluster's own DNS domain, which the zone must not overlap",
         default=corefile.DEFAULT_CLUSTER_DOMAIN,
+        metavar="DOMAIN",
     )
-    add_option(zone, COMMAND, "--port", help="DNS port of the server block", default=53, type=int)
+    add_option(
+        zone,
+        COMMAND,
+        "--port",
+        help="DNS port of the server block",
+        default=corefile.DEFAULT_DNS_PORT,
+        type=int,
+        metavar="PORT",
+    )
     add_option(
         zone,
         COMMAND,
@@ -99,6 +152,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="IP addresses the server block binds to, comma-separated; empty binds to all",
         default=[],
         multiple=True,
+        metavar="ADDRESSES",
     )
     _add_zone_server_options(parser)
     _add_forward_options(parser)
@@ -113,6 +167,7 @@ def _add_zone_server_options(parser: argparse.ArgumentParser) -> None:
         help="client URLs of the DNS etcd, comma-separated, all http:// or all https://",
         default=[],
         multiple=True,
+        metavar="URLS",
     )
     add_option(
         etcd,
@@ -120,26 +175,43 @@ def _add_zone_server_options(parser: argparse.ArgumentParser) -> None:
         "--etcd-prefix",
         help="etcd key prefix of the records",
         default=DEFAULT_ETCD_PREFIX,
+        metavar="PREFIX",
     )
     add_option(
-        etcd, COMMAND, "--etcd-ca-file", help="CA certificate path inside the CoreDNS container"
+        etcd,
+        COMMAND,
+        "--etcd-ca-file",
+        help="CA certificate path inside the CoreDNS container",
+        metavar="PATH",
     )
     add_option(
         etcd,
         COMMAND,
         "--etcd-cert-file",
         help="client certificate path inside the CoreDNS container",
+        metavar="PATH",
     )
     add_option(
-        etcd, COMMAND, "--etcd-key-file", help="client key path inside the CoreDNS container"
+        etcd,
+        COMMAND,
+        "--etcd-key-file",
+        help="client key path inside the CoreDNS container",
+        metavar="PATH",
     )
-    add_option(etcd, COMMAND, "--etcd-username", help="etcd user name; empty for no authentication")
+    add_option(
+        etcd,
+        COMMAND,
+        "--etcd-username",
+        help="etcd user name; empty for no authentication",
+        metavar="NAME",
+    )
     add_option(
         etcd,
         COMMAND,
         "--etcd-password-env",
         help="environment variable of the CoreDNS container that holds the etcd password",
         default=corefile.DEFAULT_PASSWORD_ENV,
+        metavar="VARIABLE",
     )
 
     server = parser.add_argument_group("zone server: plugins")
@@ -150,6 +222,7 @@ def _add_zone_server_options(parser: argparse.ArgumentParser) -> None:
         help="port of the health plugin's /health",
         default=8080,
         type=int,
+        metavar="PORT",
     )
     add_option(
         server,
@@ -158,6 +231,7 @@ def _add_zone_server_options(parser: argparse.ArgumentParser) -> None:
         help="port of the ready plugin's /ready",
         default=8181,
         type=int,
+        metavar="PORT",
     )
     add_option(
         server,
@@ -166,6 +240,7 @@ def _add_zone_server_options(parser: argparse.ArgumentParser) -> None:
         help="port of the prometheus plugin's /metrics",
         default=9153,
         type=int,
+        metavar="PORT",
     )
     add_option(
         server,
@@ -174,6 +249,7 @@ def _add_zone_server_options(parser: argparse.ArgumentParser) -> None:
         help="seconds /health keeps answering after shutdown begins; 0 turns it off",
         default=corefile.DEFAULT_LAMEDUCK,
         type=int,
+        metavar="SECONDS",
     )
     add_flag(server, COMMAND, "--log-queries", help="log every query with the log plugin")
 
@@ -185,6 +261,7 @@ def _add_zone_server_options(parser: argparse.ArgumentParser) -> None:
         help="maximum seconds an answer is cached",
         default=corefile.DEFAULT_CACHE_TTL,
         type=int,
+        metavar="SECONDS",
     )
     add_option(
         cache,
@@ -193,6 +270,7 @@ def _add_zone_server_options(parser: argparse.ArgumentParser) -> None:
         help="maximum seconds an NXDOMAIN or empty answer is cached",
         default=corefile.DEFAULT_CACHE_DENIAL_TTL,
         type=int,
+        metavar="SECONDS",
     )
     add_option(
         cache,
@@ -201,6 +279,7 @@ def _add_zone_server_options(parser: argparse.ArgumentParser) -> None:
         help="seconds an expired answer is still served while etcd or the zone server fails; 0 turns it off",
         default=corefile.DEFAULT_SERVE_STALE,
         type=int,
+        metavar="SECONDS",
     )
 
 
@@ -213,12 +292,14 @@ def _add_forward_options(parser: argparse.ArgumentParser) -> None:
         help="IP[:port] of the zone's CoreDNS Service, comma-separated; port 53 if left out",
         default=[],
         multiple=True,
+        metavar="ADDRESSES",
     )
     add_option(
         forward,
         COMMAND,
         "--upstream-service",
-        help="NAMESPACE/NAME of the zone's CoreDNS Service, whose cluster IP is read from the API",
+        help="the zone's CoreDNS Service, whose cluster IP is read from the API",
+        metavar="NAMESPACE/NAME",
     )
     add_option(
         forward,
@@ -227,21 +308,24 @@ def _add_forward_options(parser: argparse.ArgumentParser) -> None:
         help="port of the zone's CoreDNS Service, used with --upstream-service",
         default=53,
         type=int,
+        metavar="PORT",
     )
     add_option(
         forward,
         COMMAND,
         "--cluster-corefile",
         help="file with the cluster's current Corefile, for the forward-kubeadm form without --apply",
+        metavar="PATH",
     )
     add_option(
         forward,
         COMMAND,
         "--cluster-dns-configmap",
         help=(
-            "NAMESPACE/NAME of the cluster's CoreDNS ConfigMap; default kube-system/coredns for "
+            "the cluster's CoreDNS ConfigMap; default kube-system/coredns for "
             "forward-kubeadm and kube-system/coredns-custom for forward-custom"
         ),
+        metavar="NAMESPACE/NAME",
     )
 
     cluster = parser.add_argument_group("writing to the cluster")
@@ -255,7 +339,11 @@ def _add_forward_options(parser: argparse.ArgumentParser) -> None:
         cluster, COMMAND, "--remove", help="with --apply, remove the stanza instead of adding it"
     )
     add_option(
-        cluster, COMMAND, "--kubeconfig", help="kubeconfig file; in-cluster configuration if empty"
+        cluster,
+        COMMAND,
+        "--kubeconfig",
+        help="kubeconfig file; in-cluster configuration if empty",
+        metavar="PATH",
     )
 
 
@@ -308,13 +396,38 @@ def forward_settings_from_args(args: argparse.Namespace, upstreams: list[str]) -
 
 
 def split_object_name(value: str, what: str) -> tuple[str, str]:
-    """Split ``NAMESPACE/NAME``; raise ConfigError naming ``what`` otherwise."""
+    """Split ``NAMESPACE/NAME`` into its parts.
+
+    Raises ConfigError naming ``what`` unless both parts are valid Kubernetes names.
+    """
     namespace, separator, name = value.partition("/")
     if not separator or not namespace or not name or "/" in name:
         raise ConfigError(
             f"invalid {what} {value!r}: expected NAMESPACE/NAME, such as kube-system/coredns"
         )
+    validate_dns_label(namespace, f"namespace in {what}", "namespace name")
+    validate_dns_subdomain(name, f"name in {what}", "object name")
     return namespace, name
+
+
+def name_options(error: CorefileError) -> ConfigError:
+    """Build a ConfigError that starts with the options of ``error``'s settings, as argparse's do.
+
+    Returns ``error`` itself when it names no setting, as for a Corefile that
+    cannot take the stanza.
+    """
+    options = [OPTION_OF_SETTING[name] for name in error.settings if name in OPTION_OF_SETTING]
+    if not options:
+        return error
+    noun = "argument" if len(options) == 1 else "arguments"
+    return ConfigError(f"{noun} {', '.join(options)}: {error}")
+
+
+def _validate_options(args: argparse.Namespace) -> None:
+    # Options that no corefile setting covers.
+    validate_dns_label(args.namespace, "--namespace", "namespace name")
+    validate_dns_subdomain(args.configmap_name, "--configmap-name", "ConfigMap name")
+    corefile.validate_port(args.upstream_port, "--upstream-port")
 
 
 def _cluster_dns_configmap(args: argparse.Namespace) -> tuple[str, str]:
@@ -353,7 +466,12 @@ def render(args: argparse.Namespace, upstreams: list[str], cluster_corefile: str
             "-o jsonpath='{.data.Corefile}' > Corefile and pass --cluster-corefile Corefile, "
             "or use --apply"
         )
-    merged = corefile.merge_server_block(cluster_corefile, stanza, args.zone)
+    try:
+        merged = corefile.merge_server_block(cluster_corefile, stanza, args.zone)
+    except CorefileError as error:
+        raise ConfigError(
+            f"merging the stanza into --cluster-corefile {args.cluster_corefile!r} failed: {error}"
+        ) from error
     return corefile.to_yaml(
         corefile.configmap(name, namespace, {corefile.KUBEADM_COREFILE_KEY: merged})
     )
@@ -509,6 +627,11 @@ def _api_client(kubeconfig: str | None) -> ApiClient:
         except config.ConfigException:
             config.load_kube_config()
     except (config.ConfigException, OSError) as error:
+        if kubeconfig:
+            raise ConfigError(
+                f"loading --kubeconfig {kubeconfig!r} failed: {error}; pass a readable kubeconfig "
+                "file, or leave --kubeconfig empty to use the in-cluster configuration"
+            ) from error
         raise ConfigError(
             f"cannot load a Kubernetes configuration ({error}): run inside the cluster, "
             "set $KUBECONFIG, or pass --kubeconfig"
@@ -573,7 +696,21 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the requested form, or apply it to the cluster with ``--apply``."""
+    """Write the requested form, or apply it to the cluster with ``--apply``.
+
+    Raises ConfigError, naming the option, when an option's value is invalid.
+    """
+    try:
+        return _run(args)
+    except CorefileError as error:
+        named = name_options(error)
+        if named is error:
+            raise
+        raise named from error
+
+
+def _run(args: argparse.Namespace) -> int:
+    _validate_options(args)
     if args.remove and not args.apply:
         raise ConfigError(
             "--remove needs --apply: it removes the stanza from the cluster's ConfigMap"

@@ -39,7 +39,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from numaflow_rdma.config import ConfigError
-from numaflow_rdma.names import DEFAULT_ETCD_PREFIX, DEFAULT_ZONE, InvalidNameError, validate_zone
+from numaflow_rdma.names import (
+    DEFAULT_ETCD_PREFIX,
+    DEFAULT_ZONE,
+    InvalidNameError,
+    validate_label,
+    validate_zone,
+)
 
 DEFAULT_DNS_PORT = 53
 DEFAULT_HEALTH_PORT = 8080
@@ -76,7 +82,17 @@ _YAML_KEYWORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false",
 
 
 class CorefileError(ConfigError):
-    """A setting that cannot go into a Corefile."""
+    """A setting that cannot go into a Corefile, or a Corefile that cannot take a stanza.
+
+    ``settings`` names the settings involved as dotted field paths of the
+    settings classes, such as ``etcd.endpoints`` or ``health_port``, so a
+    command can name its own option for each. It is empty for errors about an
+    existing Corefile's text.
+    """
+
+    def __init__(self, message: str, *settings: str) -> None:
+        super().__init__(message)
+        self.settings: tuple[str, ...] = settings
 
 
 @dataclass(frozen=True)
@@ -154,71 +170,97 @@ def validate_served_zone(zone: str, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
     """
     try:
         normalized = validate_zone(zone)
-        cluster = validate_zone(cluster_domain)
     except InvalidNameError as error:
-        raise CorefileError(str(error)) from error
+        raise CorefileError(str(error), "zone") from error
+    cluster = _validate_cluster_domain(cluster_domain)
     for reserved in (cluster, *_REVERSE_ZONES):
         if _is_same_or_below(normalized, reserved) or _is_same_or_below(reserved, normalized):
+            settings = ("zone", "cluster_domain") if reserved == cluster else ("zone",)
             raise CorefileError(
                 f"invalid zone {zone!r}: it overlaps {reserved!r}, which the cluster's CoreDNS "
-                f"answers itself; choose a zone outside it, such as {DEFAULT_ZONE}"
+                f"answers itself; choose a zone outside it, such as {DEFAULT_ZONE}",
+                *settings,
             )
     return normalized
+
+
+def _validate_cluster_domain(domain: str) -> str:
+    try:
+        if isinstance(domain, str):
+            for label in domain.lower().rstrip(".").split("."):
+                validate_label(label, what=f"cluster domain {domain!r}: label")
+        return validate_zone(domain)
+    except InvalidNameError as error:
+        raise CorefileError(str(error), "cluster_domain") from error
 
 
 def _is_same_or_below(name: str, zone: str) -> bool:
     return name == zone or name.endswith("." + zone)
 
 
-def validate_port(value: int, what: str) -> int:
-    """Return ``value`` if it is a TCP/UDP port number; raise CorefileError otherwise."""
+def validate_port(value: int, what: str, setting: str = "") -> int:
+    """Return ``value`` if it is a TCP/UDP port number, or raise CorefileError naming ``setting``."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-        raise CorefileError(f"invalid {what} {value!r}: expected a port number from 1 to 65535")
+        raise CorefileError(
+            f"invalid {what} {value!r}: expected a port number from 1 to 65535",
+            *_named(setting),
+        )
     return value
 
 
-def _validate_seconds(value: int, what: str, *, allow_zero: bool) -> int:
+def _validate_seconds(value: int, what: str, setting: str, *, allow_zero: bool) -> int:
     lowest = 0 if allow_zero else 1
     if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
         expected = "0 or more seconds" if allow_zero else "a positive number of seconds"
-        raise CorefileError(f"invalid {what} {value!r}: expected {expected}")
+        raise CorefileError(f"invalid {what} {value!r}: expected {expected}", setting)
     return value
+
+
+def _named(setting: str) -> tuple[str, ...]:
+    return (setting,) if setting else ()
 
 
 def validate_etcd_endpoint(endpoint: str) -> str:
     """Return ``endpoint`` without a trailing slash if it is an http(s)://host[:port] URL."""
     text = endpoint.strip()
     example = "http://numaflow-rdma-etcd:2379"
+    setting = "etcd.endpoints"
     if not text or _COREFILE_SPECIAL.search(text):
         raise CorefileError(
-            f"invalid etcd endpoint {endpoint!r}: expected a URL without spaces, such as {example}"
+            f"invalid etcd endpoint {endpoint!r}: expected a URL without spaces, such as {example}",
+            setting,
         )
 
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https"):
         raise CorefileError(
-            f"invalid etcd endpoint {endpoint!r}: the scheme must be http or https, as in {example}"
+            f"invalid etcd endpoint {endpoint!r}: the scheme must be http or https, as in {example}",
+            setting,
         )
     if parts.username or parts.password:
         raise CorefileError(
             f"invalid etcd endpoint {endpoint!r}: it contains credentials, which belong in "
-            "--etcd-username and the password variable instead"
+            "--etcd-username and the password variable instead",
+            setting,
         )
 
     if not parts.hostname:
         raise CorefileError(
-            f"invalid etcd endpoint {endpoint!r}: the host is missing, as in {example}"
+            f"invalid etcd endpoint {endpoint!r}: the host is missing, as in {example}", setting
         )
     try:
         port = parts.port
     except ValueError as error:
-        raise CorefileError(f"invalid etcd endpoint {endpoint!r}: {error}") from error
+        raise CorefileError(f"invalid etcd endpoint {endpoint!r}: {error}", setting) from error
     if port == 0:
-        raise CorefileError(f"invalid etcd endpoint {endpoint!r}: port 0 cannot be dialled")
+        raise CorefileError(
+            f"invalid etcd endpoint {endpoint!r}: port 0 cannot be dialled", setting
+        )
 
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise CorefileError(
-            f"invalid etcd endpoint {endpoint!r}: etcd endpoints have no path or query, as in {example}"
+            f"invalid etcd endpoint {endpoint!r}: etcd endpoints have no path or query, as in {example}",
+            setting,
         )
     return text.rstrip("/")
 
@@ -229,12 +271,13 @@ def validate_etcd_prefix(prefix: str) -> str:
     if not stripped.startswith("/") or _COREFILE_SPECIAL.search(stripped) or "//" in stripped:
         raise CorefileError(
             f"invalid etcd prefix {prefix!r}: expected an absolute key path without spaces, "
-            f"such as {DEFAULT_ETCD_PREFIX}"
+            f"such as {DEFAULT_ETCD_PREFIX}",
+            "etcd.prefix",
         )
     return stripped
 
 
-def validate_file_path(path: str, what: str) -> str:
+def validate_file_path(path: str, what: str, setting: str = "") -> str:
     """Return ``path`` if it is absolute and one Corefile token.
 
     The path is where the file is inside the CoreDNS container, so it is not
@@ -243,7 +286,8 @@ def validate_file_path(path: str, what: str) -> str:
     if not path or not path.startswith("/") or _COREFILE_SPECIAL.search(path):
         raise CorefileError(
             f"invalid {what} {path!r}: expected an absolute path without spaces or quotes, "
-            "as the file is mounted in the CoreDNS container"
+            "as the file is mounted in the CoreDNS container",
+            *_named(setting),
         )
     return path
 
@@ -251,72 +295,98 @@ def validate_file_path(path: str, what: str) -> str:
 def _validate_etcd(settings: EtcdSettings) -> EtcdSettings:
     if not settings.endpoints:
         raise CorefileError(
-            "missing etcd endpoints: give at least one, such as http://numaflow-rdma-etcd:2379"
+            "missing etcd endpoints: give at least one, such as http://numaflow-rdma-etcd:2379",
+            "etcd.endpoints",
         )
     endpoints = tuple(validate_etcd_endpoint(endpoint) for endpoint in settings.endpoints)
     schemes = {urlsplit(endpoint).scheme for endpoint in endpoints}
     if len(schemes) > 1:
         raise CorefileError(
             f"invalid etcd endpoints {', '.join(endpoints)}: mixing http and https is not "
-            "supported, because one TLS setting applies to every endpoint"
+            "supported, because one TLS setting applies to every endpoint",
+            "etcd.endpoints",
         )
     uses_tls = schemes == {"https"}
-    has_tls_files = any((settings.ca_file, settings.cert_file, settings.key_file))
-    if has_tls_files and not uses_tls:
+    tls_files = {
+        setting: path
+        for setting, path in (
+            ("etcd.ca_file", settings.ca_file),
+            ("etcd.cert_file", settings.cert_file),
+            ("etcd.key_file", settings.key_file),
+        )
+        if path
+    }
+    if tls_files and not uses_tls:
         raise CorefileError(
-            "etcd TLS files are set but the endpoints use http://: use https:// endpoints, "
-            "or leave out the CA, certificate and key files"
+            f"etcd TLS files are set ({', '.join(map(repr, tls_files.values()))}) but the "
+            f"endpoints {', '.join(endpoints)} use http://: use https:// endpoints, "
+            "or leave out the CA, certificate and key files",
+            "etcd.endpoints",
+            *tls_files,
         )
     if bool(settings.cert_file) != bool(settings.key_file):
         raise CorefileError(
             "the etcd client certificate and key must be given together: "
-            f"got certificate {settings.cert_file!r} and key {settings.key_file!r}"
+            f"got certificate {settings.cert_file!r} and key {settings.key_file!r}",
+            "etcd.cert_file",
+            "etcd.key_file",
         )
     if settings.username is not None and (
         not settings.username or _COREFILE_SPECIAL.search(settings.username)
     ):
         raise CorefileError(
             f"invalid etcd username {settings.username!r}: expected a non-empty name "
-            "without spaces, braces or quotes"
+            "without spaces, braces or quotes",
+            "etcd.username",
         )
     if not _PASSWORD_ENV_PATTERN.fullmatch(settings.password_env):
         raise CorefileError(
             f"invalid password variable {settings.password_env!r}: expected an environment "
-            f"variable name such as {DEFAULT_PASSWORD_ENV}"
+            f"variable name such as {DEFAULT_PASSWORD_ENV}",
+            "etcd.password_env",
         )
     return EtcdSettings(
         endpoints=endpoints,
         prefix=validate_etcd_prefix(settings.prefix),
-        ca_file=validate_file_path(settings.ca_file, "etcd CA file") if settings.ca_file else None,
+        ca_file=(
+            validate_file_path(settings.ca_file, "etcd CA file", "etcd.ca_file")
+            if settings.ca_file
+            else None
+        ),
         cert_file=(
-            validate_file_path(settings.cert_file, "etcd certificate file")
+            validate_file_path(settings.cert_file, "etcd certificate file", "etcd.cert_file")
             if settings.cert_file
             else None
         ),
-        key_file=validate_file_path(settings.key_file, "etcd key file")
-        if settings.key_file
-        else None,
+        key_file=(
+            validate_file_path(settings.key_file, "etcd key file", "etcd.key_file")
+            if settings.key_file
+            else None
+        ),
         username=settings.username,
         password_env=settings.password_env,
     )
 
 
 def _validate_cache(settings: CacheSettings) -> CacheSettings:
-    _validate_seconds(settings.success_ttl, "cache TTL", allow_zero=False)
-    _validate_seconds(settings.denial_ttl, "cache denial TTL", allow_zero=False)
-    _validate_seconds(settings.serve_stale, "serve_stale duration", allow_zero=True)
+    _validate_seconds(settings.success_ttl, "cache TTL", "cache.success_ttl", allow_zero=False)
+    _validate_seconds(settings.denial_ttl, "cache denial TTL", "cache.denial_ttl", allow_zero=False)
+    _validate_seconds(
+        settings.serve_stale, "serve_stale duration", "cache.serve_stale", allow_zero=True
+    )
     return settings
 
 
 def _validate_listen(settings: ListenSettings) -> ListenSettings:
-    validate_port(settings.port, "DNS port")
+    validate_port(settings.port, "DNS port", "listen.port")
     addresses = []
     for address in settings.addresses:
         try:
             addresses.append(str(ipaddress.ip_address(address.strip())))
         except ValueError as error:
             raise CorefileError(
-                f"invalid listen address {address!r}: expected an IP address such as 127.0.0.1"
+                f"invalid listen address {address!r}: expected an IP address such as 127.0.0.1",
+                "listen.addresses",
             ) from error
     return ListenSettings(port=settings.port, addresses=tuple(addresses))
 
@@ -339,13 +409,16 @@ def format_upstream(upstream: str) -> str:
     except ValueError as error:
         raise CorefileError(
             f"invalid upstream {upstream!r}: expected the IP address of the zone's CoreDNS "
-            "Service, such as 10.96.0.53 or 10.96.0.53:53, because forward does not resolve names"
+            "Service, such as 10.96.0.53 or 10.96.0.53:53, because forward does not resolve names",
+            "upstreams",
         ) from error
     try:
         port = int(port_text) if port_text else DEFAULT_DNS_PORT
     except ValueError as error:
-        raise CorefileError(f"invalid upstream {upstream!r}: the port is not a number") from error
-    validate_port(port, f"port of upstream {upstream!r}")
+        raise CorefileError(
+            f"invalid upstream {upstream!r}: the port is not a number", "upstreams"
+        ) from error
+    validate_port(port, f"port of upstream {upstream!r}", "upstreams")
     shown = f"[{address}]" if address.version == 6 else str(address)
     return f"{shown}:{port}"
 
@@ -411,13 +484,13 @@ def zone_server_block(settings: ZoneServerSettings) -> str:
     etcd = _validate_etcd(settings.etcd)
     cache = _validate_cache(settings.cache)
     listen = _validate_listen(settings.listen)
-    for port, what in (
-        (settings.health_port, "health port"),
-        (settings.ready_port, "ready port"),
-        (settings.metrics_port, "metrics port"),
+    for port, what, setting in (
+        (settings.health_port, "health port", "health_port"),
+        (settings.ready_port, "ready port", "ready_port"),
+        (settings.metrics_port, "metrics port", "metrics_port"),
     ):
-        validate_port(port, what)
-    _validate_seconds(settings.lameduck, "lameduck duration", allow_zero=True)
+        validate_port(port, what, setting)
+    _validate_seconds(settings.lameduck, "lameduck duration", "lameduck", allow_zero=True)
 
     body = ["errors"]
     if settings.log_queries:
@@ -442,7 +515,8 @@ def forward_server_block(settings: ForwardSettings) -> str:
     if not settings.upstreams:
         raise CorefileError(
             "missing upstream: give the cluster IP of the zone's CoreDNS Service, "
-            "such as 10.96.0.53"
+            "such as 10.96.0.53",
+            "upstreams",
         )
     upstreams = [format_upstream(upstream) for upstream in settings.upstreams]
     cache = _validate_cache(settings.cache)

@@ -11,7 +11,14 @@ import sys
 import pytest
 
 from numaflow_rdma import __version__, cli, logs
-from numaflow_rdma.config import ConfigError, add_flag, add_option, env_name
+from numaflow_rdma.config import (
+    ConfigError,
+    add_flag,
+    add_option,
+    env_name,
+    validate_dns_label,
+    validate_dns_subdomain,
+)
 
 SUBCOMMAND_NAMES = [subcommand.name for subcommand in cli.SUBCOMMANDS]
 
@@ -71,8 +78,147 @@ def test_flag_wins_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_invalid_environment_value_names_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NUMAFLOW_RDMA_TOOL_PORT", "many")
     parser = argparse.ArgumentParser()
-    with pytest.raises(ConfigError, match=r"NUMAFLOW_RDMA_TOOL_PORT"):
+    with pytest.raises(ConfigError) as error:
         add_option(parser, "tool", "--port", help="port", default=8443, type=int)
+    assert str(error.value) == (
+        "invalid value 'many' in $NUMAFLOW_RDMA_TOOL_PORT: expected an integer, "
+        "such as the default 8443; correct the variable or unset it"
+    )
+
+
+def test_invalid_environment_float_names_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NUMAFLOW_RDMA_TOOL_TIMEOUT", "2s")
+    parser = argparse.ArgumentParser()
+    with pytest.raises(ConfigError) as error:
+        add_option(parser, "tool", "--timeout", help="seconds", type=float)
+    message = str(error.value)
+    assert message.startswith(
+        "invalid value '2s' in $NUMAFLOW_RDMA_TOOL_TIMEOUT: expected a number;"
+    )
+    assert "could not convert" not in message
+
+
+def test_invalid_environment_list_item_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NUMAFLOW_RDMA_TOOL_PORTS", "80, x ,443")
+    parser = argparse.ArgumentParser()
+    with pytest.raises(ConfigError) as error:
+        add_option(parser, "tool", "--ports", help="ports", default=[], type=int, multiple=True)
+    message = str(error.value)
+    assert message.startswith("invalid value '80, x ,443' in $NUMAFLOW_RDMA_TOOL_PORTS: ")
+    assert "'x' is not an integer: expected comma-separated integers" in message
+    assert "invalid literal" not in message
+
+
+def test_invalid_environment_keeps_custom_type_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    def even(text: str) -> int:
+        value = int(text)
+        if value % 2:
+            raise ValueError(f"expected an even number, got {value}")
+        return value
+
+    monkeypatch.setenv("NUMAFLOW_RDMA_TOOL_PAIRS", "3")
+    parser = argparse.ArgumentParser()
+    with pytest.raises(ConfigError) as error:
+        add_option(parser, "tool", "--pairs", help="pairs", default=2, type=even)
+    assert str(error.value) == (
+        "invalid value '3' in $NUMAFLOW_RDMA_TOOL_PAIRS: expected an even number, got 3; "
+        "correct the variable or unset it"
+    )
+
+
+def test_list_option_error_names_item_type(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    add_option(parser, "tool", "--ports", help="ports", default=[], type=int, multiple=True)
+    assert parser.parse_args(["--ports", "80, 443"]).ports == [80, 443]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--ports", "80,x"])
+    assert "argument --ports: invalid comma-separated int value: '80,x'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("", "it is empty"),
+        ("Cams", "it contains 'C'; use only lower-case letters, digits and '-'"),
+        ("cams_1 x", "it contains ' ' '_'; use only lower-case letters, digits and '-'"),
+        ("cams-", "it starts or ends with '-'; start and end with a letter or digit"),
+        ("a" * 64, "it has 64 characters, at most 63 are allowed"),
+    ],
+)
+def test_dns_label_check_names_flag(value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        validate_dns_label(value, "--namespace", "namespace name")
+    assert str(error.value) == (
+        f"invalid --namespace {value!r}: namespace names must be DNS labels (RFC 1123), "
+        f"but {problem}"
+    )
+
+
+def test_dns_label_check_accepts_valid_label() -> None:
+    assert validate_dns_label("cams-1", "--namespace", "namespace name") == "cams-1"
+    assert validate_dns_label("a" * 63, "--namespace", "namespace name") == "a" * 63
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("", "it is empty"),
+        ("zone..dns", "part '' is invalid: it is empty"),
+        ("zone.DNS", "part 'DNS' is invalid: it contains 'D' 'N' 'S'"),
+        ("a" * 254, "it has 254 characters, at most 253 are allowed"),
+    ],
+)
+def test_dns_subdomain_check_names_flag(value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        validate_dns_subdomain(value, "--configmap-name", "ConfigMap name")
+    message = str(error.value)
+    assert message.startswith(f"invalid --configmap-name {value!r}: ConfigMap names must be")
+    assert f"but {problem}" in message
+
+
+def test_dns_subdomain_check_accepts_dotted_name() -> None:
+    assert validate_dns_subdomain("zone.dns-1", "--configmap-name", "ConfigMap name") == (
+        "zone.dns-1"
+    )
+
+
+def option_metavars(subcommand: str) -> dict[str, str]:
+    """Return the placeholder --help shows for each option of ``subcommand`` that takes a value."""
+    parser = cli.build_parser()
+    subparsers = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    metavars = {}
+    for action in subparsers.choices[subcommand]._actions:
+        if not action.option_strings or action.nargs == 0 or action.choices is not None:
+            continue
+        metavars[action.option_strings[0]] = action.metavar or action.dest.upper()
+    return metavars
+
+
+def expected_metavar(flag: str) -> str | None:
+    if flag.endswith("-port"):
+        return "PORT"
+    if flag.endswith(("-file", "-dir")) or flag in ("--kubeconfig", "--output"):
+        return "PATH"
+    if flag.endswith("namespace"):
+        return "NAMESPACE"
+    return None
+
+
+@pytest.mark.parametrize("name", SUBCOMMAND_NAMES)
+def test_help_metavars_match_across_subcommands(name: str) -> None:
+    others = {other: option_metavars(other) for other in SUBCOMMAND_NAMES if other != name}
+    for flag, metavar in option_metavars(name).items():
+        assert metavar == metavar.upper(), f"{name} {flag} {metavar}"
+        expected = expected_metavar(flag)
+        if expected is not None:
+            assert metavar == expected, f"{name} {flag} {metavar}"
+        for other, metavars in others.items():
+            if flag in metavars:
+                assert metavar == metavars[flag], (
+                    f"{name} {flag} {metavar}, {other} {metavars[flag]}"
+                )
 
 
 def test_invalid_choice_in_environment_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,9 +236,26 @@ def test_boolean_flag_reads_environment(monkeypatch: pytest.MonkeyPatch) -> None
     assert parser.parse_args(["--no-dry-run"]).dry_run is False
 
 
-def test_bad_environment_exits_with_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_environment_boolean_lists_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NUMAFLOW_RDMA_TOOL_DRY_RUN", "maybe")
+    parser = argparse.ArgumentParser()
+    with pytest.raises(ConfigError) as error:
+        add_flag(parser, "tool", "--dry-run", help="log only")
+    assert str(error.value) == (
+        "invalid boolean 'maybe' in $NUMAFLOW_RDMA_TOOL_DRY_RUN: expected true or false "
+        "(also accepted: 1, yes, on, 0, no, off)"
+    )
+
+
+def test_bad_environment_exits_with_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("NUMAFLOW_RDMA_CERTS_DAYS", "soon")
     assert cli.main(["certs"]) == 2
+    assert capsys.readouterr().err == (
+        "numaflow-rdma: invalid value 'soon' in $NUMAFLOW_RDMA_CERTS_DAYS: expected an integer, "
+        "such as the default 365; correct the variable or unset it\n"
+    )
 
 
 def test_json_logs_carry_extra_fields() -> None:
@@ -132,3 +295,13 @@ def test_certs_writes_files_and_prints_ca_bundle(
     hosts = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "hook.sys.svc" in hosts.get_values_for_type(x509.DNSName)
     assert (output / "tls.key").stat().st_mode & 0o077 == 0
+
+
+def test_demo_frames_error_states_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--frames", "abc"])
+
+    message = capsys.readouterr().err
+    assert "argument --frames" in message
+    assert "expected a whole number of 0 or more, got 'abc'" in message
+    assert "_positive_int" not in message

@@ -41,6 +41,7 @@ def _add_injection_options(parser: argparse.ArgumentParser) -> None:
         help="name of the RDMA network interface in the pod, at most 15 characters; a free netN "
         "name is used when another attachment of the pod already has it",
         default=DEFAULT_INTERFACE,
+        metavar="NAME",
     )
     add_option(
         group,
@@ -49,6 +50,7 @@ def _add_injection_options(parser: argparse.ArgumentParser) -> None:
         help="device-plugin resource to request, such as rdma/hca_shared_devices_a; empty to "
         "read it from the NetworkAttachmentDefinition's k8s.v1.cni.cncf.io/resourceName annotation",
         default="",
+        metavar="NAME",
     )
     add_option(
         group,
@@ -57,6 +59,7 @@ def _add_injection_options(parser: argparse.ArgumentParser) -> None:
         help="units of the device resource to request and limit, per pod",
         default=1,
         type=int,
+        metavar="COUNT",
     )
     add_option(
         group,
@@ -65,6 +68,7 @@ def _add_injection_options(parser: argparse.ArgumentParser) -> None:
         help="TCP port of the transport receiver, written to NUMAFLOW_RDMA_PORT",
         default=DEFAULT_TRANSPORT_PORT,
         type=int,
+        metavar="PORT",
     )
     add_option(
         group,
@@ -72,6 +76,7 @@ def _add_injection_options(parser: argparse.ArgumentParser) -> None:
         "--zone",
         help="DNS zone of the vertex names written to NUMAFLOW_RDMA_VERTEX and NUMAFLOW_RDMA_DESTINATIONS",
         default=DEFAULT_ZONE,
+        metavar="ZONE",
     )
 
 
@@ -84,6 +89,7 @@ def _add_kubernetes_options(parser: argparse.ArgumentParser) -> None:
         help="kubeconfig file for reading NetworkAttachmentDefinitions; empty for the in-cluster "
         "service account",
         default="",
+        metavar="PATH",
     )
     add_option(
         group,
@@ -92,6 +98,7 @@ def _add_kubernetes_options(parser: argparse.ArgumentParser) -> None:
         help="timeout of one NetworkAttachmentDefinition read, in seconds",
         default=3.0,
         type=float,
+        metavar="SECONDS",
     )
     add_option(
         group,
@@ -101,6 +108,7 @@ def _add_kubernetes_options(parser: argparse.ArgumentParser) -> None:
         "again, in seconds",
         default=30.0,
         type=float,
+        metavar="SECONDS",
     )
 
 
@@ -112,14 +120,24 @@ def _add_serving_options(parser: argparse.ArgumentParser) -> None:
         "--bind-address",
         help="IP address to listen on: 0.0.0.0 for every IPv4 address, :: for every IPv6 one",
         default="0.0.0.0",
+        metavar="ADDRESS",
     )
-    add_option(group, COMMAND, "--port", help="TCP port to serve HTTPS on", default=8443, type=int)
+    add_option(
+        group,
+        COMMAND,
+        "--port",
+        help="TCP port to serve HTTPS on",
+        default=8443,
+        type=int,
+        metavar="PORT",
+    )
     add_option(
         group,
         COMMAND,
         "--tls-cert-file",
         help="PEM file of the serving certificate chain; reloaded when it changes",
         default="/etc/numaflow-rdma/tls/tls.crt",
+        metavar="PATH",
     )
     add_option(
         group,
@@ -127,9 +145,16 @@ def _add_serving_options(parser: argparse.ArgumentParser) -> None:
         "--tls-key-file",
         help="PEM file of the serving certificate's private key; reloaded when it changes",
         default="/etc/numaflow-rdma/tls/tls.key",
+        metavar="PATH",
     )
     add_option(
-        group, COMMAND, "--workers", help="number of gunicorn worker processes", default=2, type=int
+        group,
+        COMMAND,
+        "--workers",
+        help="number of gunicorn worker processes",
+        default=2,
+        type=int,
+        metavar="COUNT",
     )
     add_option(
         group,
@@ -138,6 +163,7 @@ def _add_serving_options(parser: argparse.ArgumentParser) -> None:
         help="number of request threads in each worker process",
         default=4,
         type=int,
+        metavar="COUNT",
     )
     add_flag(group, COMMAND, "--access-log", help="log one line per HTTP request")
 

@@ -20,9 +20,15 @@ logger = logging.getLogger(__name__)
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    # ArgumentTypeError makes argparse show this text instead of the function's name.
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of 0 or more, got {text!r}"
+        ) from None
     if value < 0:
-        raise ValueError(f"expected 0 or more, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {value}")
     return value
 
 

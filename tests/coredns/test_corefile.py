@@ -162,6 +162,60 @@ def test_zone_block_rejects_invalid_setting(changes: dict[str, object], message:
         zone_block(**changes)
 
 
+@pytest.mark.parametrize(
+    ("changes", "settings"),
+    [
+        ({"zone": "bad_zone.local"}, ("zone",)),
+        ({"zone": "svc.cluster.local"}, ("zone", "cluster_domain")),
+        ({"zone": "arpa"}, ("zone",)),
+        ({"cluster_domain": "cluster_a.local"}, ("cluster_domain",)),
+        ({"etcd": EtcdSettings(endpoints=())}, ("etcd.endpoints",)),
+        ({"etcd": EtcdSettings(endpoints=("ftp://etcd:2379",))}, ("etcd.endpoints",)),
+        (
+            {"etcd": EtcdSettings(endpoints=("http://a:2379",), ca_file="/tls/ca.crt")},
+            ("etcd.endpoints", "etcd.ca_file"),
+        ),
+        (
+            {"etcd": EtcdSettings(endpoints=("https://a:2379",), key_file="/tls/c.key")},
+            ("etcd.cert_file", "etcd.key_file"),
+        ),
+        (
+            {"etcd": EtcdSettings(endpoints=("https://a:2379",), ca_file="ca.crt")},
+            ("etcd.ca_file",),
+        ),
+        ({"etcd": EtcdSettings(endpoints=ETCD.endpoints, prefix="skydns")}, ("etcd.prefix",)),
+        ({"etcd": EtcdSettings(endpoints=ETCD.endpoints, username="")}, ("etcd.username",)),
+        (
+            {"etcd": EtcdSettings(endpoints=ETCD.endpoints, username="u", password_env="1X")},
+            ("etcd.password_env",),
+        ),
+        ({"listen": ListenSettings(port=0)}, ("listen.port",)),
+        ({"listen": ListenSettings(addresses=("localhost",))}, ("listen.addresses",)),
+        ({"health_port": 0}, ("health_port",)),
+        ({"ready_port": 0}, ("ready_port",)),
+        ({"metrics_port": 0}, ("metrics_port",)),
+        ({"lameduck": -1}, ("lameduck",)),
+        ({"cache": CacheSettings(success_ttl=0)}, ("cache.success_ttl",)),
+        ({"cache": CacheSettings(denial_ttl=0)}, ("cache.denial_ttl",)),
+        ({"cache": CacheSettings(serve_stale=-1)}, ("cache.serve_stale",)),
+    ],
+)
+def test_zone_block_error_names_settings(
+    changes: dict[str, object], settings: tuple[str, ...]
+) -> None:
+    with pytest.raises(CorefileError) as error:
+        zone_block(**changes)
+    assert error.value.settings == settings
+
+
+def test_invalid_cluster_domain_names_label() -> None:
+    with pytest.raises(CorefileError) as error:
+        zone_block(cluster_domain="cluster_a.local")
+    assert str(error.value).startswith(
+        "invalid cluster domain 'cluster_a.local': label 'cluster_a': use only letters"
+    )
+
+
 def test_forward_block_text() -> None:
     text = corefile.forward_server_block(
         ForwardSettings(upstreams=("10.96.0.53", "10.96.0.54:1053", "[fd00::35]:53", "fd00::36"))
@@ -190,8 +244,9 @@ def test_forward_block_text() -> None:
     ],
 )
 def test_forward_block_rejects_invalid_upstream(upstreams: tuple[str, ...], message: str) -> None:
-    with pytest.raises(CorefileError, match=message):
+    with pytest.raises(CorefileError, match=message) as error:
         corefile.forward_server_block(ForwardSettings(upstreams=upstreams))
+    assert error.value.settings == ("upstreams",)
 
 
 KUBEADM_COREFILE = """\
@@ -273,8 +328,9 @@ def test_remove_rejects_missing_end_marker() -> None:
 
 def test_merge_rejects_unmarked_block_for_zone() -> None:
     handwritten = KUBEADM_COREFILE + "vertexdomain.local:53 {\n    forward . 10.0.0.1\n}\n"
-    with pytest.raises(CorefileError, match="numaflow-rdma did not write"):
+    with pytest.raises(CorefileError, match="numaflow-rdma did not write") as error:
         corefile.merge_server_block(handwritten, STANZA, "vertexdomain.local")
+    assert error.value.settings == ()
 
 
 def test_configmap_yaml_round_trips() -> None:
