@@ -16,6 +16,7 @@ root and iproute2.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
@@ -24,6 +25,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,10 @@ POD_INTERFACE = "net1"
 
 class NetworkSimulationError(RuntimeError):
     """The simulated network could not be set up."""
+
+
+# Where "ip netns add" creates a namespace's file.
+NAMESPACE_DIRECTORY = Path("/run/netns")
 
 
 def _ip(*args: str, namespace: str | None = None) -> None:
@@ -103,9 +109,11 @@ class SimulatedNetwork:
         address = str(next(self._hosts))
 
         # First the namespace with its own loopback, then the veth pair across.
-        _ip("netns", "add", namespace)
+        # The pod is recorded before the namespace exists, so close() removes
+        # it even when a signal interrupts this method right after "netns add".
         network = PodNetwork(namespace, POD_INTERFACE, address, host_veth)
         self.pods[pod] = network
+        _ip("netns", "add", namespace)
         _ip("link", "set", "lo", "up", namespace=namespace)
         _ip("link", "add", host_veth, "type", "veth", "peer", "name", pod_veth)
         _ip("link", "set", pod_veth, "netns", namespace)
@@ -123,10 +131,14 @@ class SimulatedNetwork:
         _ip("link", "set", self.pods[pod].host_veth, "up" if up else "down")
 
     def remove_pod(self, pod: str) -> None:
-        """Delete a pod's namespace; its veth pair goes with it."""
+        """Delete a pod's veth pair and namespace."""
         network = self.pods.pop(pod, None)
-        if network is None:
+        if network is None or not (NAMESPACE_DIRECTORY / network.namespace).exists():
             return
+        # The kernel destroys a deleted namespace, and the veth end inside it,
+        # in the background, so the pair is deleted first and at once.
+        with contextlib.suppress(NetworkSimulationError):
+            _ip("link", "delete", network.host_veth)
         try:
             _ip("netns", "delete", network.namespace)
         except NetworkSimulationError as error:

@@ -26,6 +26,12 @@ never writes to or reads from freed memory.
 
 NOTE: a request whose peer died never completes, so each connection lost
 mid-transfer keeps one payload buffer for the rest of the process's life.
+
+NOTE: between processes of one host UCX copies a payload with CMA inside
+``progress``, on the transport thread, so that copy and the per-frame Python
+work of the receiver run one after the other. On a two-vCPU VM this keeps
+the backend near 0.5-0.65x of ``ucx_perftest``, which overlaps 32 messages
+from C (docs/benchmarks.md). A UCX progress thread would let them overlap.
 """
 
 from __future__ import annotations
