@@ -38,7 +38,7 @@ class NetworkSimulationError(RuntimeError):
     """The simulated network could not be set up."""
 
 
-# Where "ip netns add" creates a namespace's file.
+# The folder in which "ip netns add" creates one file per namespace.
 NAMESPACE_DIRECTORY = Path("/run/netns")
 
 

@@ -32,10 +32,12 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the demo makes network namespaces: needs root"),
 ]
 
-# The replacement comes early, so new clips have several seconds to reach it. The
-# deleted pod's link goes down first, so senders lose frames until they notice.
+# The replacement comes early, so new clips have several seconds to reach it: it
+# is listed about 3 s after the deletion, and a sender whose UCX check message
+# is not delivered connects to it only after the 3 s check timeout, over TCP.
+# The deleted pod's link goes down first, so senders lose frames until they notice.
 SETTINGS = DemoSettings(
-    duration=12.0,
+    duration=16.0,
     fps=4.0,
     cameras=4,
     clip_seconds=1.0,
