@@ -45,6 +45,7 @@ from numaflow_rdma.transport.errors import (
     FrameTooLargeError,
     HandshakeError,
     HandshakeRejectedError,
+    PayloadError,
     PeerConnectionError,
     ProtocolError,
     TransportClosedError,
@@ -123,6 +124,7 @@ class _Link:
     sending: int = 0
     waiting: int = 0
     max_frame_size: int = 0
+    max_header_size: int = 0
     listed: bool = True
     failures: int = 0
     last_heard: float = 0.0
@@ -324,6 +326,7 @@ class SenderCore:
         limit = self._options.max_in_flight
         link.credits = min(terms.credits, limit) if limit is not None else terms.credits
         link.max_frame_size = terms.max_frame_size
+        link.max_header_size = terms.max_header_size
         link.in_flight = 0
         link.last_heard = time.monotonic()
         link.channel = channel
@@ -626,6 +629,14 @@ class SenderCore:
                 key=frame.key,
                 metadata=frame.metadata,
             ).encode()
+            if len(header) > link.max_header_size:
+                # The receiver would drop the connection over it, losing the frames in flight.
+                raise PayloadError(
+                    f"the header of frame {frame.sequence} is {len(header)} bytes with its "
+                    f"metadata, larger than the maximum of {link.max_header_size} bytes that "
+                    f"receiver {link.address} accepts; send less metadata or raise the "
+                    "receiver's max_header_size"
+                )
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "[Send #%d] to %s, frame %s, key %s, %d bytes, %s memory",

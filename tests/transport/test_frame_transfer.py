@@ -19,6 +19,7 @@ from numaflow_rdma.transport import (
     AsyncSender,
     DropReason,
     Frame,
+    PayloadError,
     Receiver,
     Sender,
     TransportClosedError,
@@ -297,3 +298,25 @@ def _check_closed_receiver_ends_waiting_receive(backend: str) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_close_ends_waiting_receive(backend: str) -> None:
     run_isolated(_check_closed_receiver_ends_waiting_receive, backend)
+
+
+def _check_oversized_metadata(backend: str) -> None:
+    receiver, sender = _pair(backend)
+    with receiver, sender:
+        with pytest.raises(PayloadError) as raised:
+            sender.send(b"x", metadata={"notes": "a" * 70_000}, timeout=5)
+        result = sender.send(b"after", metadata={"index": 1}, timeout=5)
+        frame = receiver.receive(timeout=5)
+
+        assert "max_header_size" in str(raised.value)
+        assert result.sent, result
+        assert frame is not None
+        assert bytes(frame.data) == b"after"
+        assert sender.peers() == {f"127.0.0.1:{receiver.port}": "ready"}
+        assert receiver.connection_count == 1
+        frame.release()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_oversized_metadata_keeps_connection(backend: str) -> None:
+    run_isolated(_check_oversized_metadata, backend)
