@@ -301,7 +301,10 @@ def _host_name_problem(host: str) -> str | None:
     if host.endswith("."):
         return "certificates name hosts without the trailing dot; remove it"
     labels = host.split(".")
-    if labels[0] == "*" and len(labels) > 1:
+    if labels[0] == "*":
+        # TLS clients reject a wildcard directly in front of a top-level domain, such as *.com.
+        if len(labels) < 3:
+            return "a wildcard must stand in front of two or more labels, as in *.example.com"
         labels = labels[1:]
     for label in labels:
         if not label:

@@ -490,6 +490,12 @@ def zone_server_block(settings: ZoneServerSettings) -> str:
         (settings.metrics_port, "metrics port", "metrics_port"),
     ):
         validate_port(port, what, setting)
+    _check_distinct_ports(
+        (listen.port, "DNS port", "listen.port"),
+        (settings.health_port, "health port", "health_port"),
+        (settings.ready_port, "ready port", "ready_port"),
+        (settings.metrics_port, "metrics port", "metrics_port"),
+    )
     _validate_seconds(settings.lameduck, "lameduck duration", "lameduck", allow_zero=True)
 
     body = ["errors"]
@@ -507,6 +513,21 @@ def zone_server_block(settings: ZoneServerSettings) -> str:
         *_etcd_lines(etcd),
     ]
     return _server_block(zone, listen, body)
+
+
+def _check_distinct_ports(*ports: tuple[int, str, str]) -> None:
+    """Raise CorefileError naming both settings when two servers of one block share a port."""
+    seen: dict[int, tuple[str, str]] = {}
+    for port, what, setting in ports:
+        if port in seen:
+            other_what, other_setting = seen[port]
+            raise CorefileError(
+                f"invalid {what} {port}: the {other_what} is {port} too, and CoreDNS cannot "
+                "start two servers on one port; give each a port of its own",
+                other_setting,
+                setting,
+            )
+        seen[port] = (what, setting)
 
 
 def forward_server_block(settings: ForwardSettings) -> str:

@@ -195,6 +195,9 @@ def test_zone_block_rejects_invalid_setting(changes: dict[str, object], message:
         ({"ready_port": 0}, ("ready_port",)),
         ({"metrics_port": 0}, ("metrics_port",)),
         ({"lameduck": -1}, ("lameduck",)),
+        ({"ready_port": 8080}, ("health_port", "ready_port")),
+        ({"metrics_port": 53}, ("listen.port", "metrics_port")),
+        ({"health_port": 9153}, ("health_port", "metrics_port")),
         ({"cache": CacheSettings(success_ttl=0)}, ("cache.success_ttl",)),
         ({"cache": CacheSettings(denial_ttl=0)}, ("cache.denial_ttl",)),
         ({"cache": CacheSettings(serve_stale=-1)}, ("cache.serve_stale",)),
@@ -362,4 +365,14 @@ def test_custom_configmap_key_ends_in_server() -> None:
     assert (
         corefile.custom_configmap_key("VertexDomain.local.")
         == "numaflow-rdma.vertexdomain.local.server"
+    )
+
+
+def test_shared_port_error_names_both_servers() -> None:
+    with pytest.raises(CorefileError) as error:
+        zone_block(ready_port=8080)
+
+    assert str(error.value) == (
+        "invalid ready port 8080: the health port is 8080 too, and CoreDNS cannot start two "
+        "servers on one port; give each a port of its own"
     )
