@@ -91,6 +91,11 @@ class AsyncReceiver:
                 f"invalid receiver host {host!r}: expected the IP address to listen on, "
                 "such as the pod's RDMA address or 127.0.0.1"
             ) from None
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise TransportConfigError(
+                f"invalid receiver port {port!r}: expected a TCP port from 1 to 65535, "
+                "or 0 for a free one"
+            )
         self.options = _options(options, overrides)
         self.host = host
         self._port = port

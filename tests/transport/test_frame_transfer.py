@@ -23,6 +23,7 @@ from numaflow_rdma.transport import (
     Receiver,
     Sender,
     TransportClosedError,
+    TransportConfigError,
 )
 
 SIZES = [0, 1, 1 << 20, 6_220_800, 64 << 20]
@@ -320,3 +321,18 @@ def _check_oversized_metadata(backend: str) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_oversized_metadata_keeps_connection(backend: str) -> None:
     run_isolated(_check_oversized_metadata, backend)
+
+
+@pytest.mark.parametrize("port", [-1, 65536, 99999, "7470"])
+def test_invalid_receiver_port_is_rejected(port: object) -> None:
+    with pytest.raises(TransportConfigError) as raised:
+        AsyncReceiver("127.0.0.1", port, namespace="ns", pipeline="video")  # type: ignore[arg-type]
+
+    assert f"invalid receiver port {port!r}" in str(raised.value)
+
+
+def test_invalid_receiver_host_is_rejected() -> None:
+    with pytest.raises(TransportConfigError) as raised:
+        AsyncReceiver("rdma-pod", 0, namespace="ns", pipeline="video")
+
+    assert "invalid receiver host 'rdma-pod'" in str(raised.value)
