@@ -332,10 +332,12 @@ class SenderCore:
         link.channel = channel
         link.state = LinkState.READY
         logger.info(
-            "Connected to receiver %s (%s) over %s: %d credits, frames up to %d bytes.",
+            "Connected to receiver %s (%s) with the %s backend, payloads over %s: "
+            "%d credits, frames up to %d bytes.",
             link.address,
             terms.receiver or "unnamed",
             self._backend.name,
+            channel.payload_path,
             link.credits,
             link.max_frame_size,
         )

@@ -53,6 +53,11 @@ class Channel(abc.ABC):
         return self._closed
 
     @property
+    def payload_path(self) -> str:
+        """Return how frame payloads travel on this connection, for log lines: ``TCP`` or ``UCX``."""
+        return "TCP"
+
+    @property
     def sending(self) -> bool:
         """Return True while a message is being sent."""
         return self._send_lock.locked()

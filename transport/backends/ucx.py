@@ -165,6 +165,11 @@ class UcxChannel(TcpChannel):
         self._watched_descriptor = -1
         self._check_task: asyncio.Task[None] | None = None
 
+    @property
+    def payload_path(self) -> str:
+        """Return ``UCX`` once payloads go to the receiver's worker, ``TCP`` otherwise."""
+        return "UCX" if self._endpoint is not None or self._receive_base is not None else "TCP"
+
     # Handshake.
 
     def handshake_offer(self) -> dict[str, Any]:
