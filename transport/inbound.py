@@ -58,6 +58,8 @@ logger = logging.getLogger(__name__)
 # A payload may take longer than peer_timeout to arrive; the watchdog allows
 # peer_timeout plus the time it takes at this rate, in bytes per second.
 _SLOWEST_PAYLOAD_RATE = 10_000_000
+REJECTION_LOG_INTERVAL = 10.0
+"""Seconds between two log lines about rejected handshakes with the same reason."""
 
 
 
@@ -114,6 +116,8 @@ class ReceiverCore:
         """Received frames, in arrival order across connections, for the receiving code."""
         self._closed = False
         self._warned_host_delivery = False
+        self._rejections_logged: dict[str, tuple[float, int]] = {}
+        """The time of the last rejection logged, and how many were not logged since, per reason."""
         self.metrics.in_flight = self._in_flight
         get_runtime().track(self)
 
@@ -171,7 +175,7 @@ class ReceiverCore:
             )
         except HandshakeRejectedError as error:
             self.metrics.connection_rejected(error.reason or RejectReason.MALFORMED)
-            logger.warning("Rejected a connection: %s (reason %s).", error, error.reason)
+            self._log_rejection(error)
             channel.abort()
             return
 
@@ -201,6 +205,22 @@ class ReceiverCore:
             channel.abort()
             self._connections.discard(inbound)
             logger.info("Sender %s disconnected.", inbound.name)
+
+    def _log_rejection(self, error: HandshakeRejectedError) -> None:
+        """Log a rejected handshake, at most once per ``REJECTION_LOG_INTERVAL`` s per reason.
+
+        A sender that fails the handshake retries with backoff, so without a
+        limit one misconfigured sender fills the log. The metrics count every
+        rejection.
+        """
+        now = time.monotonic()
+        last, suppressed = self._rejections_logged.get(error.reason, (-REJECTION_LOG_INTERVAL, 0))
+        if now - last < REJECTION_LOG_INTERVAL:
+            self._rejections_logged[error.reason] = (last, suppressed + 1)
+            return
+        self._rejections_logged[error.reason] = (now, 0)
+        extra = f"; {suppressed} more with this reason were not logged" if suppressed else ""
+        logger.warning("Rejected a connection: %s (reason %s%s).", error, error.reason, extra)
 
     def _count_allocation(self) -> None:
         self.metrics.buffer_allocations += 1
