@@ -327,7 +327,7 @@ class ReceiverCore:
         try:
             self.frames.put(frame)
         except QueueClosedError:
-            # The receiver closed while this payload arrived: nobody takes the frame now.
+            # The receiver closed while this payload arrived, so no consumer will take the frame.
             frame.release()
             self.metrics.frame_dropped(inbound.name, "closed")
 
