@@ -18,6 +18,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from numaflow_rdma import names
+
 ENV_PREFIX = "NUMAFLOW_RDMA_"
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -32,8 +34,8 @@ _TYPE_DESCRIPTIONS: dict[Callable[[str], Any], tuple[str, str]] = {
 # Kubernetes object names: RFC 1123 labels (namespaces) and subdomains
 # (ConfigMaps), as k8s.io/apimachinery's IsDNS1123Label and IsDNS1123Subdomain
 # check them.
-MAX_DNS_LABEL_LENGTH = 63
-MAX_DNS_SUBDOMAIN_LENGTH = 253
+MAX_DNS_LABEL_LENGTH = names.MAX_LABEL_LENGTH
+MAX_DNS_SUBDOMAIN_LENGTH = names.MAX_NAME_LENGTH
 _DNS_LABEL_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_LABEL_CHARACTER = re.compile(r"[-a-z0-9]")
 

@@ -1,11 +1,11 @@
 """The queue between the transport thread and the code that takes received frames.
 
 The transport thread puts each received frame here. A synchronous caller
-takes it on its own thread and an asynchronous caller on its own event loop,
-in both cases without a round trip through the transport loop: only a
-``threading.Condition`` notification, or a ``call_soon_threadsafe`` wake-up of
-the waiting loop. This hand-off sits on the path of every frame, so it does
-no more work than that.
+takes it on its own thread and an asynchronous caller on its own event loop.
+Neither goes through the transport loop: a waiting thread gets a
+``threading.Condition`` notification, and a waiting loop a
+``call_soon_threadsafe`` wake-up. This hand-off sits on the path of every
+frame, so it does no more work than that.
 """
 
 from __future__ import annotations

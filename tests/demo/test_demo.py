@@ -32,9 +32,9 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the demo makes network namespaces: needs root"),
 ]
 
-# The replacement comes early, so new clips have several seconds to reach it: it
-# is listed about 3 s after the deletion, and a sender whose UCX check message
-# is not delivered connects to it only after the 3 s check timeout, over TCP.
+# The replacement comes early, so new clips have several seconds to reach it.
+# It is listed about 3 s after the deletion. A sender whose UCX check message
+# is not delivered connects to it over TCP, after the 3 s check timeout.
 # The deleted pod's link goes down first, so senders lose frames until they notice.
 SETTINGS = DemoSettings(
     duration=16.0,

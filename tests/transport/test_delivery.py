@@ -114,7 +114,7 @@ def test_close_wakes_waiting_get_async() -> None:
 
 def test_every_item_reaches_one_of_mixed_takers() -> None:
     queue: DeliveryQueue[int] = DeliveryQueue()
-    taken: list[int] = []
+    items_taken: list[int] = []
     lock = threading.Lock()
     count = 400
 
@@ -126,7 +126,7 @@ def test_every_item_reaches_one_of_mixed_takers() -> None:
                 return
             if item is not None:
                 with lock:
-                    taken.append(item)
+                    items_taken.append(item)
 
     async def take_in_loop() -> None:
         while True:
@@ -136,7 +136,7 @@ def test_every_item_reaches_one_of_mixed_takers() -> None:
                 return
             if item is not None:
                 with lock:
-                    taken.append(item)
+                    items_taken.append(item)
 
     takers = [threading.Thread(target=take_in_thread) for _ in range(2)]
     takers.append(threading.Thread(target=lambda: asyncio.run(take_in_loop())))
@@ -149,4 +149,4 @@ def test_every_item_reaches_one_of_mixed_takers() -> None:
         taker.join(timeout=10)
 
     assert not any(taker.is_alive() for taker in takers)
-    assert sorted(taken) == list(range(count))
+    assert sorted(items_taken) == list(range(count))
