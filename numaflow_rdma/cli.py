@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from numaflow_rdma import __version__, logs
-from numaflow_rdma.config import ConfigError, add_option
+from numaflow_rdma.config import ConfigError, add_option, name_sources
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.run(args)
     except ConfigError as error:
-        logger.error("Invalid configuration: %s", error)
+        given = sys.argv[1:] if argv is None else argv
+        logger.error("Invalid configuration: %s", name_sources(str(error), args.command, given))
         return 2
     except KeyboardInterrupt:
         logger.info("Interrupted.")

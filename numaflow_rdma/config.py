@@ -36,6 +36,8 @@ _TYPE_DESCRIPTIONS: dict[Callable[[str], Any], tuple[str, str]] = {
 # check them.
 MAX_DNS_LABEL_LENGTH = names.MAX_LABEL_LENGTH
 MAX_DNS_SUBDOMAIN_LENGTH = names.MAX_NAME_LENGTH
+# A flag as errors name it: "invalid --days 0".
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _DNS_LABEL_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_LABEL_CHARACTER = re.compile(r"[-a-z0-9]")
 
@@ -120,6 +122,22 @@ def add_flag(
         default=value,
         help=f"{help} (env {variable}; default {'true' if default else 'false'})",
     )
+
+
+def name_sources(message: str, command: str, argv: Sequence[str]) -> str:
+    """Return ``message`` with the variables that set the options it names but ``argv`` lacks.
+
+    Checks that run after parsing name the flag (``invalid --days 0``); when
+    the value came from ``NUMAFLOW_RDMA_CERTS_DAYS`` instead, the user needs
+    that variable's name to correct it.
+    """
+    given = {item.split("=", 1)[0] for item in argv if item.startswith("--")}
+    variables = []
+    for flag in dict.fromkeys(_FLAG.findall(message)):
+        variable = env_name(command, flag)
+        if flag not in given and variable in os.environ:
+            variables.append(f"{flag} came from ${variable}")
+    return f"{message} ({'; '.join(variables)})" if variables else message
 
 
 def _split_list(raw: str) -> list[str]:

@@ -16,6 +16,7 @@ from numaflow_rdma.config import (
     add_flag,
     add_option,
     env_name,
+    name_sources,
     validate_dns_label,
     validate_dns_subdomain,
 )
@@ -256,6 +257,30 @@ def test_bad_environment_exits_with_usage_error(
         "numaflow-rdma: invalid value 'soon' in $NUMAFLOW_RDMA_CERTS_DAYS: expected an integer, "
         "such as the default 365; correct the variable or unset it\n"
     )
+
+
+def test_range_error_names_variable_that_set_option(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("NUMAFLOW_RDMA_CERTS_DAYS", "0")
+
+    assert cli.main(["certs", "--output-dir", str(tmp_path / "out")]) == 2
+    assert (
+        "invalid --days 0: expected a positive number of days "
+        "(--days came from $NUMAFLOW_RDMA_CERTS_DAYS)"
+    ) in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_error_leaves_variable_out_when_flag_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NUMAFLOW_RDMA_CERTS_DAYS", "0")
+    monkeypatch.setenv("NUMAFLOW_RDMA_CERTS_SERVICE", "-bad")
+    message = "invalid --days 0 and --service '-bad'"
+
+    named = name_sources(message, "certs", ["--days=0", "--output-dir", "x"])
+
+    assert named == f"{message} (--service came from $NUMAFLOW_RDMA_CERTS_SERVICE)"
+    assert name_sources("no flag here", "certs", []) == "no flag here"
 
 
 def test_json_logs_carry_extra_fields() -> None:
