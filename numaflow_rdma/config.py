@@ -131,11 +131,11 @@ def name_sources(message: str, command: str, argv: Sequence[str]) -> str:
     the value came from ``NUMAFLOW_RDMA_CERTS_DAYS`` instead, the user needs
     that variable's name to correct it.
     """
-    given = {item.split("=", 1)[0] for item in argv if item.startswith("--")}
+    on_command_line = {item.split("=", 1)[0] for item in argv if item.startswith("--")}
     variables = []
     for flag in dict.fromkeys(_FLAG.findall(message)):
         variable = env_name(command, flag)
-        if flag not in given and variable in os.environ:
+        if flag not in on_command_line and variable in os.environ:
             variables.append(f"{flag} came from ${variable}")
     return f"{message} ({'; '.join(variables)})" if variables else message
 
