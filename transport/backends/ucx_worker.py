@@ -31,7 +31,14 @@ NOTE: between processes of one host UCX copies a payload with CMA inside
 ``progress``, on the transport thread, so that copy and the per-frame Python
 work of the receiver run one after the other. On a two-vCPU VM this keeps
 the backend near 0.5-0.65x of ``ucx_perftest``, which overlaps 32 messages
-from C (docs/benchmarks.md). A UCX progress thread would let them overlap.
+from C (docs/benchmarks.md); the copy is about 75% of the receiving
+thread's time. Two ways to overlap them were measured there and not kept:
+progressing in a second thread (``progress_worker_event`` releases the GIL,
+``ucp_worker_signal`` wakes it) with receives posted as soon as the header
+arrives and the reader moving on to the next header, and handing only large
+receives to such a thread. With three busy threads per process on two
+vCPUs, each gave the same or lower frames per second than this design. A
+machine with more cores, or a compiled receive loop, is where to try again.
 """
 
 from __future__ import annotations
