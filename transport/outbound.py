@@ -300,6 +300,10 @@ class SenderCore:
             channel = await self._backend.connect(
                 link.address.host, link.address.port, self._options.connect_timeout
             )
+        except PeerConnectionError as error:
+            self._log_connect_failure(link, error)
+            return None
+        try:
             terms = await connect_handshake(
                 channel,
                 self._identity,
@@ -307,21 +311,15 @@ class SenderCore:
                 str(link.address),
                 self._options.handshake_timeout,
             )
-        except (HandshakeError, PeerConnectionError) as error:
-            # Repeated failures are logged at attempts 1, 10, 100, 200, ... and at debug level between.
-            link.failures += 1
-            log = (
-                logger.warning
-                if link.failures in (1, 10) or link.failures % 100 == 0
-                else logger.debug
-            )
-            log(
-                "Connecting to receiver %s failed (attempt %d): %s",
-                link.address,
-                link.failures,
-                error,
-            )
+        except HandshakeError as error:
+            channel.abort()
+            self._log_connect_failure(link, error)
             return None
+        except BaseException:
+            # Cancelled because the sender is closing: a half-open connection
+            # would hold the receiver's handshake until its timeout.
+            channel.abort()
+            raise
 
         limit = self._options.max_in_flight
         link.credits = min(terms.credits, limit) if limit is not None else terms.credits
@@ -344,6 +342,14 @@ class SenderCore:
         self._peers_changed.set()
         self._pump()
         return channel
+
+    def _log_connect_failure(self, link: _Link, error: Exception) -> None:
+        # Repeated failures are logged at attempts 1, 10, 100, 200, ... and at debug level between.
+        link.failures += 1
+        log = (
+            logger.warning if link.failures in (1, 10) or link.failures % 100 == 0 else logger.debug
+        )
+        log("Connecting to receiver %s failed (attempt %d): %s", link.address, link.failures, error)
 
     async def _run_link(self, link: _Link, channel: Channel) -> None:
         watchdog = asyncio.get_running_loop().create_task(self._watch(link, channel))

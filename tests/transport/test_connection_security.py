@@ -200,3 +200,29 @@ def _check_address(backend: str) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_other_interface_is_useless(backend: str) -> None:
     run_isolated(_check_address, backend)
+
+
+def test_closing_sender_closes_its_unfinished_handshake() -> None:
+    # A receiver that accepts and never answers keeps the sender inside its handshake.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+        port = listener.getsockname()[1]
+        sender = Sender(f"127.0.0.1:{port}", backend="tcp", handshake_timeout=60.0, **IDENTITY)
+        try:
+            accepted, _ = listener.accept()
+        finally:
+            sender.close(timeout=5.0)
+        with accepted:
+            accepted.settimeout(5)
+            received = b""
+            started = time.monotonic()
+            for _ in range(1000):
+                chunk = accepted.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+            waited = time.monotonic() - started
+
+    # The HELLO arrived, then the connection ended when the sender closed.
+    assert received.startswith(MAGIC)
+    assert waited < 5

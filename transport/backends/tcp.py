@@ -271,6 +271,10 @@ class TcpBackend(Backend):
                 else str(error)
             )
             raise PeerConnectionError(f"cannot connect to {peer} over TCP: {what}", peer) from error
+        except BaseException:
+            # Cancelled: a connection the kernel completes later must not stay open.
+            sock.close()
+            raise
         return self._make_channel(sock, peer, str(sock.getsockname()[0]))
 
     def _make_channel(self, sock: socket.socket, peer: str, local_host: str | None) -> TcpChannel:
