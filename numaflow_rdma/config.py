@@ -91,7 +91,7 @@ def add_option(
             raise ConfigError(
                 f"invalid value {raw!r} in ${variable}: expected one of {', '.join(map(str, choices))}"
             )
-    shown_default = ",".join(map(str, default)) if isinstance(default, list) else default
+    shown_default = _shown(default)
     full_help = f"{help} (env {variable}"
     full_help += f"; default {shown_default})" if shown_default not in (None, "", []) else ")"
     parser.add_argument(
@@ -122,6 +122,15 @@ def add_flag(
         default=value,
         help=f"{help} (env {variable}; default {'true' if default else 'false'})",
     )
+
+
+def _shown(default: Any) -> Any:
+    """Return ``default`` as --help shows it: lists comma-separated, 60.0 as 60."""
+    if isinstance(default, list):
+        return ",".join(map(str, default))
+    if isinstance(default, float):
+        return f"{default:g}"
+    return default
 
 
 def name_sources(message: str, command: str, argv: Sequence[str]) -> str:

@@ -55,6 +55,17 @@ def test_version_is_printed() -> None:
     assert result.stdout.strip() == f"numaflow-rdma {__version__}"
 
 
+def test_help_shows_number_defaults_without_trailing_zero() -> None:
+    parser = argparse.ArgumentParser()
+    add_option(parser, "tool", "--interval", help="seconds between checks", default=60.0, type=float)
+    add_option(parser, "tool", "--ratio", help="share kept", default=0.25, type=float)
+
+    text = parser.format_help()
+
+    assert "default 60)" in text
+    assert "default 0.25)" in text
+
+
 def test_env_name_includes_subcommand() -> None:
     assert env_name("dnssync", "--etcd-endpoints") == "NUMAFLOW_RDMA_DNSSYNC_ETCD_ENDPOINTS"
 
