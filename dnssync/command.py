@@ -143,9 +143,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         records,
         COMMAND,
         "--owner-id",
-        help="owner written into each record; records of other owners are never changed "
-        "(default: $POD_NAME, else the host name)",
+        help="owner written into each record; records of other owners are never changed",
         default="",
+        default_help="$POD_NAME, else the host name",
         metavar="ID",
     )
     add_option(
@@ -186,9 +186,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         election,
         COMMAND,
         "--lease-namespace",
-        help="namespace of the Lease (default: "
-        "$POD_NAMESPACE, else the service account's namespace, else default)",
+        help="namespace of the Lease",
         default="",
+        default_help="$POD_NAMESPACE, else the service account's namespace, else default",
         metavar="NAMESPACE",
     )
     add_option(
@@ -288,7 +288,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         api_client = api_client_from(settings.kubeconfig)
     except Exception as error:  # the kubernetes package raises several types here
-        raise ConfigError(f"cannot configure the Kubernetes client: {error}") from error
+        raise ConfigError(
+            f"cannot configure the Kubernetes client: {error}; outside a cluster, set "
+            "--kubeconfig to a kubeconfig file"
+        ) from error
     controller = Controller(settings, api_client, store, metrics=metrics, stop=stop)
     try:
         health = HealthServer(

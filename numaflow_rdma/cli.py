@@ -137,8 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.run(args)
     except ConfigError as error:
-        given = sys.argv[1:] if argv is None else argv
-        logger.error("Invalid configuration: %s", name_sources(str(error), args.command, given))
+        command_line = sys.argv[1:] if argv is None else argv
+        logger.error(
+            "Cannot run %s: %s", args.command, name_sources(str(error), args.command, command_line)
+        )
         return 2
     except KeyboardInterrupt:
         logger.info("Interrupted.")

@@ -5,7 +5,8 @@ setting can come from a flag on a workstation or from a Deployment's `env` in a
 cluster. The variable is ``NUMAFLOW_RDMA_<SUBCOMMAND>_<OPTION>``: the option
 ``--etcd-endpoints`` of ``numaflow-rdma dnssync`` is read from
 ``NUMAFLOW_RDMA_DNSSYNC_ETCD_ENDPOINTS``. A flag given on the command line
-wins over the variable, and the variable wins over the default. The subcommand
+wins over the variable, and the variable wins over the default. A variable
+that is empty counts as unset. The subcommand
 is part of the name so these variables never collide with the
 ``NUMAFLOW_RDMA_*`` variables the webhook sets in UDF containers.
 """
@@ -13,6 +14,8 @@ is part of the name so these variables never collide with the
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -26,9 +29,18 @@ _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 # Descriptions, singular and plural, of the values that options of these
 # types expect, for the error about an invalid environment variable.
+def finite_float(text: str) -> float:
+    """Parse a number that is neither infinite nor NaN; ``float`` accepts both."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 _TYPE_DESCRIPTIONS: dict[Callable[[str], Any], tuple[str, str]] = {
     int: ("an integer", "integers"),
     float: ("a number", "numbers"),
+    finite_float: ("a number", "numbers"),
 }
 
 # Kubernetes object names: RFC 1123 labels (namespaces) and subdomains
@@ -76,22 +88,27 @@ def add_option(
     choices: Sequence[Any] | None = None,
     multiple: bool = False,
     metavar: str | None = None,
+    default_help: str | None = None,
 ) -> None:
     """Add ``flag`` to ``parser`` with its environment variable as the default source.
 
     ``multiple`` options take a comma-separated list and produce a list.
     The help text gets the variable's name and the default appended.
+    ``default_help`` describes a default that is worked out at run time.
     """
     variable = env_name(command, flag)
     value = default
+    if type is float:
+        type = finite_float
     raw = os.environ.get(variable)
-    if raw is not None:
+    # An empty variable counts as unset, as Kubernetes writes `value: ""`.
+    if raw is not None and raw.strip():
         value = _parse_environment(variable, raw, type, multiple, default)
         if choices is not None and not multiple and value not in choices:
             raise ConfigError(
                 f"invalid value {raw!r} in ${variable}: expected one of {', '.join(map(str, choices))}"
             )
-    shown_default = _shown(default)
+    shown_default = default_help if default_help is not None else _shown(default)
     full_help = f"{help} (env {variable}"
     full_help += f"; default {shown_default})" if shown_default not in (None, "", []) else ")"
     parser.add_argument(
@@ -115,7 +132,7 @@ def add_flag(
     """Add ``flag`` and ``--no-<flag>``, set from its variable when that is set, else ``default``."""
     variable = env_name(command, flag)
     raw = os.environ.get(variable)
-    value = parse_bool(raw, source=f"${variable}") if raw is not None else default
+    value = parse_bool(raw, source=f"${variable}") if raw is not None and raw.strip() else default
     parser.add_argument(
         flag,
         action=argparse.BooleanOptionalAction,
@@ -144,7 +161,7 @@ def name_sources(message: str, command: str, argv: Sequence[str]) -> str:
     variables = []
     for flag in dict.fromkeys(_FLAG.findall(message)):
         variable = env_name(command, flag)
-        if flag not in on_command_line and variable in os.environ:
+        if flag not in on_command_line and os.environ.get(variable, "").strip():
             variables.append(f"{flag} came from ${variable}")
     return f"{message} ({'; '.join(variables)})" if variables else message
 
@@ -175,7 +192,7 @@ def _parse_environment(
         except (ValueError, TypeError, argparse.ArgumentTypeError) as error:
             # A custom type function states its own rule in its error, but
             # int() and float() only repeat the text they could not parse.
-            if description is None:
+            if description is None or isinstance(error, argparse.ArgumentTypeError):
                 reason = f"{item!r}: {error}" if multiple else f"{error}"
             elif multiple:
                 reason = (
@@ -189,6 +206,18 @@ def _parse_environment(
                 f"invalid value {raw!r} in ${variable}: {reason}; correct the variable or unset it"
             ) from error
     return values if multiple else values[0]
+
+
+def validate_ip_address(value: str, flag: str) -> str:
+    """Return ``value`` if it is an IPv4 or IPv6 address, or raise ConfigError naming ``flag``."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(
+            f"invalid {flag} {value!r}: expected an IPv4 or IPv6 address, such as 0.0.0.0 for "
+            "every IPv4 address or :: for every address"
+        ) from None
+    return value
 
 
 def validate_dns_label(value: str, flag: str, kind: str) -> str:

@@ -66,6 +66,34 @@ def test_help_shows_number_defaults_without_trailing_zero() -> None:
     assert "default 0.25)" in text
 
 
+def test_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NUMAFLOW_RDMA_TOOL_OUTPUT_DIR", "")
+    monkeypatch.setenv("NUMAFLOW_RDMA_TOOL_VERIFY", " ")
+    parser = argparse.ArgumentParser()
+    add_option(parser, "tool", "--output-dir", help="folder", default="./certs")
+    add_flag(parser, "tool", "--verify", help="check peers", default=True)
+
+    args = parser.parse_args([])
+
+    assert args.output_dir == "./certs"
+    assert args.verify is True
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf"])
+def test_number_option_rejects_non_finite_values(
+    text: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_option(parser, "tool", "--timeout", help="seconds", default=3.0, type=float)
+    with pytest.raises(SystemExit):
+        parser.parse_args([f"--timeout={text}"])
+    assert f"expected a finite number, got {text!r}" in capsys.readouterr().err
+
+    monkeypatch.setenv("NUMAFLOW_RDMA_TOOL_TIMEOUT", text)
+    with pytest.raises(ConfigError, match=r"TIMEOUT: expected a finite number, got"):
+        add_option(argparse.ArgumentParser(), "tool", "--timeout", help="s", default=3.0, type=float)
+
+
 def test_env_name_includes_subcommand() -> None:
     assert env_name("dnssync", "--etcd-endpoints") == "NUMAFLOW_RDMA_DNSSYNC_ETCD_ENDPOINTS"
 

@@ -104,9 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         replacement,
         COMMAND,
         "--replace-after",
-        help="seconds after streaming starts when the infer pod is deleted (default: the middle "
-        "of the clip under way at 40%% of the run)",
+        help="seconds after streaming starts when the infer pod is deleted",
         default=None,
+        default_help="the middle of the clip under way at 40%% of the run",
         type=float,
         metavar="SECONDS",
     )
@@ -161,8 +161,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         COMMAND,
         "--work-dir",
         help="folder for logs, certificates and UDF journals; a run-* folder is made in it and "
-        "kept (default: a temporary folder, removed at the end)",
+        "kept",
         default="",
+        default_help="a temporary folder, removed at the end",
         metavar="PATH",
     )
     add_flag(
