@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from numaflow_rdma import names
-from numaflow_rdma.config import ConfigError
+from numaflow_rdma.config import ConfigError, validate_ip_address
 
 DEFAULT_ETCD_ENDPOINT = "http://127.0.0.1:2379"
 DEFAULT_LEASE_NAME = "numaflow-rdma-dnssync"
@@ -23,6 +23,8 @@ DEFAULT_RESYNC_INTERVAL = 60.0
 DEFAULT_HEALTH_PORT = 8080
 DEFAULT_HEALTH_BIND_ADDRESS = "0.0.0.0"  # probes and Prometheus come from outside the pod
 SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+# DNS TTLs are unsigned 32-bit numbers whose top bit must be clear (RFC 2181, section 8).
+MAX_RECORD_TTL = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -93,19 +95,19 @@ def parse_etcd_endpoints(text: str) -> tuple[EtcdEndpoint, ...]:
         url = urlsplit(item if "://" in item else f"http://{item}")
         if url.scheme not in ("http", "https"):
             raise ConfigError(
-                f"invalid etcd endpoint {item!r}: expected an http:// or https:// URL, "
+                f"invalid --etcd-endpoints entry {item!r}: expected an http:// or https:// URL, "
                 f"got scheme {url.scheme!r}"
             )
         try:
             port = url.port or 2379
         except ValueError as error:
-            raise ConfigError(f"invalid etcd endpoint {item!r}: {error}") from error
+            raise ConfigError(f"invalid --etcd-endpoints entry {item!r}: {error}") from error
         if not url.hostname:
-            raise ConfigError(f"invalid etcd endpoint {item!r}: the host is missing")
+            raise ConfigError(f"invalid --etcd-endpoints entry {item!r}: the host is missing")
         endpoints.append(EtcdEndpoint(url.hostname, port, url.scheme == "https"))
     if not endpoints:
         raise ConfigError(
-            f"no etcd endpoint given: expected comma-separated URLs such as {DEFAULT_ETCD_ENDPOINT}"
+            f"missing --etcd-endpoints: expected comma-separated URLs such as {DEFAULT_ETCD_ENDPOINT}"
         )
     return tuple(endpoints)
 
@@ -137,9 +139,12 @@ def validate_settings(settings: Settings) -> Settings:
 def _validate_names(settings: Settings) -> None:
     try:
         names.validate_zone(settings.zone)
+    except names.InvalidNameError as error:
+        raise ConfigError(f"argument --zone: {error}") from error
+    try:
         names.zone_etcd_prefix(settings.zone, settings.prefix)
     except names.InvalidNameError as error:
-        raise ConfigError(str(error)) from error
+        raise ConfigError(f"argument --etcd-prefix: {error}") from error
 
     if settings.network.count("/") > 1 or settings.network.strip("/") != settings.network:
         raise ConfigError(
@@ -157,8 +162,10 @@ def _validate_names(settings: Settings) -> None:
 def _validate_numbers(settings: Settings) -> None:
     if not 0 < settings.transport_port < 65536:
         raise ConfigError(f"invalid --transport-port {settings.transport_port}: expected 1-65535")
-    if settings.record_ttl <= 0:
-        raise ConfigError(f"invalid --record-ttl {settings.record_ttl}: expected seconds above 0")
+    if not 0 < settings.record_ttl <= MAX_RECORD_TTL:
+        raise ConfigError(
+            f"invalid --record-ttl {settings.record_ttl}: expected 1 to {MAX_RECORD_TTL} seconds"
+        )
     if settings.resync_interval <= 0:
         raise ConfigError(
             f"invalid --resync-interval {settings.resync_interval}: expected seconds above 0"
@@ -169,6 +176,7 @@ def _validate_numbers(settings: Settings) -> None:
         )
     if not 0 <= settings.health_port < 65536:
         raise ConfigError(f"invalid --health-port {settings.health_port}: expected 0-65535")
+    validate_ip_address(settings.health_bind_address, "--health-bind-address")
 
 
 def _validate_etcd(etcd: EtcdSettings) -> None:

@@ -164,7 +164,8 @@ def _add_zone_server_options(parser: argparse.ArgumentParser) -> None:
         etcd,
         COMMAND,
         "--etcd-endpoints",
-        help="client URLs of the DNS etcd, comma-separated, all http:// or all https://",
+        help="client URLs of the DNS etcd, comma-separated, all http:// or all https://; "
+        "required by the zone and zone-configmap forms",
         default=[],
         multiple=True,
         metavar="URLS",

@@ -143,7 +143,10 @@ def validate_zone(zone: str) -> str:
         raise InvalidNameError(f"invalid DNS zone {zone!r}: expected a name such as {DEFAULT_ZONE}")
     normalized = zone.lower().rstrip(".")
     for label in normalized.split("."):
-        validate_label(label, what=f"label of DNS zone {zone!r}")
+        try:
+            validate_label(label)
+        except InvalidNameError as error:
+            raise InvalidNameError(f"invalid DNS zone {zone!r}: {error}") from None
     if len(normalized) > MAX_NAME_LENGTH:
         raise InvalidNameError(
             f"invalid DNS zone {zone!r}: {len(normalized)} characters, "

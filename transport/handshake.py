@@ -153,9 +153,13 @@ async def _within(
         return await asyncio.wait_for(coroutine, timeout)
     except asyncio.TimeoutError:
         channel.abort()
+        if role == "receiver":
+            hint = "check that a numaflow-rdma receiver listens there, not another service"
+        else:
+            hint = "the peer may be a program other than a numaflow-rdma sender"
         raise HandshakeRejectedError(
             f"the handshake with {channel.peer} did not finish within {timeout:g} s; "
-            f"check that the {role} uses the same backend (ucx or tcp) and the same protocol",
+            f"{hint}, or its host is overloaded",
             channel.peer,
             RejectReason.TIMEOUT,
         ) from None

@@ -143,7 +143,7 @@ class ReceiverCore:
         """Listen for senders."""
         self._listener = await self._backend.listen(self._host, self._port, self._serve)
         logger.info(
-            "Receiver %s listening on %s:%d over %s for pipeline %s.",
+            "Receiver %r listening on %s:%d over %s for pipeline %s.",
             self._identity.name,
             self._host,
             self.port,
@@ -184,7 +184,7 @@ class ReceiverCore:
             channel, SlotPool(self._options.credits), name=hello.name or channel.peer
         )
         self._connections.add(inbound)
-        logger.info("Sender %s connected (%s).", inbound.name, channel.peer)
+        logger.info("Sender %r connected (%s).", inbound.name, channel.peer)
         watchdog = asyncio.get_running_loop().create_task(self._watch(inbound))
         try:
             await self._read(inbound)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from numaflow_rdma.transport.balancing import POLICY_NAMES
@@ -21,8 +22,8 @@ DEFAULT_PEER_TIMEOUT = 0.8
 
 
 def _positive(name: str, value: float) -> None:
-    if value <= 0:
-        raise TransportConfigError(f"invalid {name} {value!r}: expected a positive number")
+    if not 0 < value < math.inf:
+        raise TransportConfigError(f"invalid {name} {value!r}: expected a positive finite number")
 
 
 @dataclass(frozen=True, slots=True)

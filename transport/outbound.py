@@ -202,8 +202,13 @@ class SenderCore:
     async def start(self, wait: float) -> None:
         """Look the destination up, connect, and wait up to ``wait`` s for a first receiver."""
         self._discovery_task = asyncio.get_running_loop().create_task(self._discover())
-        with contextlib.suppress(asyncio.TimeoutError):
-            await self.wait_for_peers(1, wait)
+        if not await self.wait_for_peers(1, wait):
+            logger.info(
+                "No receiver of %s was ready within %g s; frames wait for one up to the send "
+                "timeout, and the sender keeps connecting.",
+                self._discovery.description,
+                wait,
+            )
 
     async def wait_for_peers(self, count: int, timeout: float) -> int:
         """Wait until ``count`` receivers are ready or ``timeout`` s pass; return how many are."""
@@ -256,7 +261,10 @@ class SenderCore:
             link = _Link(address)
             self._links[address] = link
             link.task = asyncio.get_running_loop().create_task(self._supervise(link))
-            logger.info("Found receiver %s (%s).", address, self._discovery.description)
+            if str(address) == self._discovery.description:
+                logger.info("Found receiver %s.", address)
+            else:
+                logger.info("Found receiver %s of %s.", address, self._discovery.description)
         for address, link in list(self._links.items()):
             if address not in peers and link.listed:
                 link.listed = False

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from numaflow_rdma.config import ConfigError, add_flag, add_option
+from numaflow_rdma.config import ConfigError, add_flag, add_option, validate_ip_address
 from numaflow_rdma.names import DEFAULT_INTERFACE, DEFAULT_TRANSPORT_PORT, DEFAULT_ZONE
 
 logger = logging.getLogger(__name__)
@@ -200,6 +200,7 @@ def _check_serving(args: argparse.Namespace) -> None:
 
     if not 0 < args.port < 65536:
         raise ConfigError(f"invalid --port {args.port}: expected 1-65535")
+    validate_ip_address(args.bind_address, "--bind-address")
     if args.workers < 1 or args.threads < 1:
         raise ConfigError(
             f"invalid --workers {args.workers} or --threads {args.threads}: expected 1 or more"

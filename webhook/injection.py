@@ -95,17 +95,27 @@ class Settings:
 
     def validate(self) -> Settings:
         """Return the settings with the zone normalized; raise ValueError naming the bad one."""
-        parse_network_ref(self.network, "default")
-        validate_interface(self.interface)
+        try:
+            parse_network_ref(self.network, "default")
+        except ValueError as error:
+            raise ValueError(f"argument --network: {error}") from error
+        try:
+            validate_interface(self.interface)
+        except ValueError as error:
+            raise ValueError(f"argument --interface: {error}") from error
         if not 0 < self.transport_port < 65536:
-            raise ValueError(f"invalid transport port {self.transport_port}: expected 1-65535")
+            raise ValueError(f"invalid --transport-port {self.transport_port}: expected 1-65535")
         if self.resource_count < 1:
-            raise ValueError(f"invalid resource count {self.resource_count}: expected 1 or more")
+            raise ValueError(f"invalid --resource-count {self.resource_count}: expected 1 or more")
+        try:
+            zone = validate_zone(self.zone)
+        except ValueError as error:
+            raise ValueError(f"argument --zone: {error}") from error
         return Settings(
             network=self.network,
             interface=self.interface,
             transport_port=self.transport_port,
-            zone=validate_zone(self.zone),
+            zone=zone,
             resource_count=self.resource_count,
         )
 

@@ -63,7 +63,7 @@ def _child_exit(server: Any, worker: Any) -> None:
 
 def _when_ready(server: Any) -> None:
     logger.info(
-        "Webhook is serving on %s with %d workers.",
+        "Webhook is serving on %s with %d worker processes.",
         ", ".join(str(listener) for listener in server.LISTENERS),
         server.num_workers,
     )

@@ -108,7 +108,10 @@ def test_zone_block_normalizes_zone() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"zone": "bad_zone.local"}, "invalid label of DNS zone"),
+        (
+            {"zone": "bad_zone.local"},
+            "invalid DNS zone 'bad_zone.local': invalid DNS label 'bad_zone'",
+        ),
         ({"zone": ""}, "invalid DNS zone"),
         ({"zone": "local"}, "overlaps 'cluster.local'"),
         ({"zone": "svc.cluster.local"}, "overlaps 'cluster.local'"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import socket
 import struct
 import time
@@ -226,3 +227,16 @@ def test_closing_sender_closes_its_unfinished_handshake() -> None:
     # The HELLO arrived, then the connection ended when the sender closed.
     assert received.startswith(MAGIC)
     assert waited < 5
+
+
+def test_sender_logs_when_no_receiver_was_ready(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    # Nothing listens on the port now, so every connection is refused.
+    caplog.set_level(logging.INFO, logger="numaflow_rdma.transport")
+
+    with Sender(f"127.0.0.1:{port}", backend="tcp", connect_timeout=0.3, **IDENTITY) as sender:
+        result = sender.send(b"x", timeout=0.2)
+
+    assert result.reason is DropReason.NO_PEER
+    assert f"No receiver of 127.0.0.1:{port} was ready within 0.3 s" in caplog.text

@@ -138,7 +138,7 @@ def test_silent_peer_times_out() -> None:
     error = asyncio.run(silent())
     assert isinstance(error, HandshakeRejectedError)
     assert error.reason == "timeout"
-    assert "same backend" in str(error)
+    assert "other than a numaflow-rdma sender" in str(error)
 
 
 def test_proofs_are_bound_to_role_and_nonces() -> None:

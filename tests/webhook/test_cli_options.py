@@ -50,14 +50,25 @@ def test_missing_network_is_config_error() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--interface", "much-too-long-name"], "at most 15"),
-        (["--transport-port", "0"], "transport port"),
-        (["--zone", "bad_zone"], "zone"),
+        (["--interface", "much-too-long-name"], "argument --interface: .* at most 15"),
+        (["--transport-port", "0"], "invalid --transport-port 0: expected 1-65535"),
+        (["--resource-count", "0"], "invalid --resource-count 0"),
+        (["--zone", "bad_zone"], "argument --zone: invalid DNS zone 'bad_zone'"),
+        (["--network", "a/b/c"], "argument --network: "),
     ],
 )
 def test_invalid_injection_options(argv: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         command.run(parse("--network", "infra/rdma-net", *argv))
+
+
+def test_bind_address_must_be_an_ip_address() -> None:
+    args = parse(
+        "--network", "infra/rdma-net", "--resource-name", "rdma/a", "--bind-address", "999.1.1.1"
+    )
+
+    with pytest.raises(ConfigError, match=r"invalid --bind-address '999\.1\.1\.1': expected an IPv4"):
+        command.run(args)
 
 
 def test_missing_certificate_is_config_error(tmp_path: Path) -> None:
