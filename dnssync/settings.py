@@ -145,6 +145,11 @@ def _validate_names(settings: Settings) -> None:
         names.zone_etcd_prefix(settings.zone, settings.prefix)
     except names.InvalidNameError as error:
         raise ConfigError(f"argument --etcd-prefix: {error}") from error
+    if settings.interface:
+        try:
+            names.validate_interface(settings.interface)
+        except names.InvalidNameError as error:
+            raise ConfigError(f"argument --interface: {error}") from error
 
     if settings.network.count("/") > 1 or settings.network.strip("/") != settings.network:
         raise ConfigError(

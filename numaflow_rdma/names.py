@@ -114,6 +114,27 @@ class InvalidNameError(ValueError):
     """A name or label that is not valid where it is used."""
 
 
+# Linux IFNAMSIZ is 16 including the terminating NUL byte.
+MAX_INTERFACE_LENGTH = 15
+_INTERFACE_FORBIDDEN = re.compile(r"[\s/]")
+
+
+def validate_interface(interface: str) -> str:
+    """Return ``interface`` if Linux and Multus accept it as a network interface name."""
+    if not interface:
+        raise InvalidNameError("invalid interface name: it is empty")
+    if len(interface) > MAX_INTERFACE_LENGTH:
+        raise InvalidNameError(
+            f"invalid interface name {interface!r}: {len(interface)} characters, "
+            f"at most {MAX_INTERFACE_LENGTH} are allowed"
+        )
+    if _INTERFACE_FORBIDDEN.search(interface):
+        raise InvalidNameError(
+            f"invalid interface name {interface!r}: it must not contain '/' or whitespace"
+        )
+    return interface
+
+
 def validate_label(value: str, *, what: str = "DNS label") -> str:
     """Return ``value`` in lower case if it is a valid RFC 1123 DNS label.
 

@@ -25,13 +25,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from numaflow_rdma import jsontext
+from numaflow_rdma import jsontext, names
 
-# Linux IFNAMSIZ is 16 including the terminating NUL byte.
-MAX_INTERFACE_LENGTH = 15
+MAX_INTERFACE_LENGTH = names.MAX_INTERFACE_LENGTH
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _JSON_MARKERS = ("[", "{", '"')
-_INTERFACE_FORBIDDEN = re.compile(r"[\s/]")
 
 
 class NetworkAnnotationError(ValueError):
@@ -76,19 +74,11 @@ class NetworkSelection:
 
 
 def validate_interface(interface: str) -> str:
-    """Return ``interface`` if Multus accepts it as an interface name; raise otherwise."""
-    if not interface:
-        raise NetworkAnnotationError("invalid interface name: it is empty")
-    if len(interface) > MAX_INTERFACE_LENGTH:
-        raise NetworkAnnotationError(
-            f"invalid interface name {interface!r}: {len(interface)} characters, "
-            f"at most {MAX_INTERFACE_LENGTH} are allowed"
-        )
-    if _INTERFACE_FORBIDDEN.search(interface):
-        raise NetworkAnnotationError(
-            f"invalid interface name {interface!r}: it must not contain '/' or whitespace"
-        )
-    return interface
+    """Return ``interface`` if Multus accepts it as an interface name; raise NetworkAnnotationError."""
+    try:
+        return names.validate_interface(interface)
+    except names.InvalidNameError as error:
+        raise NetworkAnnotationError(str(error)) from None
 
 
 def _validate_label(value: str, what: str, item: str) -> str:

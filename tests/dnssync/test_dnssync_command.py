@@ -147,6 +147,7 @@ def test_endpoints_parse() -> None:
         ),
         (["--etcd-prefix", "skydns"], "argument --etcd-prefix: invalid etcd prefix"),
         (["--network", "a/b/c"], "invalid --network"),
+        (["--interface", "much-too-long-name"], "argument --interface: .* at most 15 are allowed"),
         (["--network", "", "--interface", ""], "set --network or --interface"),
         (["--transport-port", "70000"], "invalid --transport-port"),
         (["--record-ttl", "0"], "invalid --record-ttl"),
