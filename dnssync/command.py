@@ -116,8 +116,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         records,
         COMMAND,
         "--interface",
-        help="interface name of the RDMA network in the pod, at most 15 characters; matches network-status entries "
-        "when --network is empty, and picks one when the network is attached twice",
+        help="interface name of the RDMA network in the pod, at most 15 characters; matches "
+        "network-status entries when --network is empty, and picks one when the network is "
+        "attached twice",
         default=names.DEFAULT_INTERFACE,
         metavar="NAME",
     )
