@@ -215,8 +215,9 @@ def ca_bundle(ca: KeyPair) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``numaflow-rdma certs``."""
+    group = parser.add_argument_group("certificates")
     add_option(
-        parser,
+        group,
         COMMAND,
         "--output-dir",
         help="folder to write ca.crt, ca.key, tls.crt and tls.key into; created if missing",
@@ -224,13 +225,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
     )
     add_flag(
-        parser,
+        group,
         COMMAND,
         "--overwrite",
         help="replace ca.crt, ca.key, tls.crt and tls.key when they exist in --output-dir",
     )
     add_option(
-        parser,
+        group,
         COMMAND,
         "--service",
         help="name of the webhook's Service; the certificate is valid for its cluster names",
@@ -238,7 +239,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
     )
     add_option(
-        parser,
+        group,
         COMMAND,
         "--namespace",
         help="namespace of the webhook's Service",
@@ -246,7 +247,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAMESPACE",
     )
     add_option(
-        parser,
+        group,
         COMMAND,
         "--extra-hosts",
         help=(
@@ -258,7 +259,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOSTS",
     )
     add_option(
-        parser,
+        group,
         COMMAND,
         "--days",
         help="validity of the serving certificate, in days (the CA gets ten times as long)",
