@@ -55,7 +55,7 @@ SATURATED_WINDOW = 2
 
 On a two-vCPU VM, 6,220,800-byte frames over the ucx backend reached about
 1.25 times the frames per second of one frame at a time with 2 or 4 on their
-way (three runs each), and 2 keeps fewer buffers out of the CPU caches.
+way (three runs each). Of the two, 2 keeps fewer buffers out of the CPU caches.
 """
 PATH_LABELS = {
     TRANSPORT_UCX: "transport, ucx backend",

@@ -204,9 +204,9 @@ def frames_section(results: dict[str, Any], image_dir: Path) -> str:
         "latency is from the send call to the moment the whole frame is in the receiver's "
         "hands. Saturated runs send back to back for "
         f"{frames['duration_s']:g} s after a short warm-up, so their latency includes the "
-        "queue in front of the slowest stage; a transport sender there keeps "
-        f"{frames.get('saturated_window', 1)} frames on their way with `Sender.submit` "
-        "(one at a time for the other paths). JetStream is set up as Numaflow sets up its "
+        "queue in front of the slowest stage. In these runs a transport sender keeps "
+        f"{frames.get('saturated_window', 1)} frames on their way with `Sender.submit`, "
+        "and the other paths send one at a time. JetStream is set up as Numaflow sets up its "
         "inter-step buffer (file storage, durable pull consumer, explicit acknowledgement, "
         "PubAck awaited per frame, one replica, `max_payload` raised to the frame size). "
         "CPU s/GB adds the user and system time of sender, receiver and nats-server."
@@ -293,7 +293,10 @@ def peers_section(results: dict[str, Any], image_dir: Path) -> str:
         parts.append(
             f"UCX {perftest['ucx_version']}; iterations per frame size: "
             + ", ".join(
-                f"{int(size):,} B: {count}" for size, count in perftest["iterations"].items()
+                f"{int(size):,} B: {count}"
+                for size, count in sorted(
+                    perftest["iterations"].items(), key=lambda item: int(item[0])
+                )
             )
             + "; "
             f"environment of the ucx backend: `{perftest['environment'] or 'none'}`."

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from numaflow_rdma import names
-from numaflow_rdma.config import ConfigError, validate_ip_address
+from numaflow_rdma.config import ConfigError, check_option, validate_ip_address
 
 DEFAULT_ETCD_ENDPOINT = "http://127.0.0.1:2379"
 DEFAULT_LEASE_NAME = "numaflow-rdma-dnssync"
@@ -137,19 +137,10 @@ def validate_settings(settings: Settings) -> Settings:
 
 
 def _validate_names(settings: Settings) -> None:
-    try:
-        names.validate_zone(settings.zone)
-    except names.InvalidNameError as error:
-        raise ConfigError(f"argument --zone: {error}") from error
-    try:
-        names.zone_etcd_prefix(settings.zone, settings.prefix)
-    except names.InvalidNameError as error:
-        raise ConfigError(f"argument --etcd-prefix: {error}") from error
+    check_option("--zone", names.validate_zone, settings.zone)
+    check_option("--etcd-prefix", names.zone_etcd_prefix, settings.zone, settings.prefix)
     if settings.interface:
-        try:
-            names.validate_interface(settings.interface)
-        except names.InvalidNameError as error:
-            raise ConfigError(f"argument --interface: {error}") from error
+        check_option("--interface", names.validate_interface, settings.interface)
 
     if settings.network.count("/") > 1 or settings.network.strip("/") != settings.network:
         raise ConfigError(

@@ -19,18 +19,20 @@ import math
 import os
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from numaflow_rdma import names
 
 ENV_PREFIX = "NUMAFLOW_RDMA_"
+
+T = TypeVar("T")
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 # Descriptions, singular and plural, of the values that options of these
 # types expect, for the error about an invalid environment variable.
 def finite_float(text: str) -> float:
-    """Parse a number that is neither infinite nor NaN; ``float`` accepts both."""
+    """Parse a finite number. Plain ``float`` also accepts inf and nan."""
     value = float(text)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
@@ -100,9 +102,8 @@ def add_option(
     value = default
     if type is float:
         type = finite_float
-    raw = os.environ.get(variable)
-    # An empty variable counts as unset, as Kubernetes writes `value: ""`.
-    if raw is not None and raw.strip():
+    raw = _variable(variable)
+    if raw is not None:
         value = _parse_environment(variable, raw, type, multiple, default)
         if choices is not None and not multiple and value not in choices:
             raise ConfigError(
@@ -131,14 +132,23 @@ def add_flag(
 ) -> None:
     """Add ``flag`` and ``--no-<flag>``, set from its variable when that is set, else ``default``."""
     variable = env_name(command, flag)
-    raw = os.environ.get(variable)
-    value = parse_bool(raw, source=f"${variable}") if raw is not None and raw.strip() else default
+    raw = _variable(variable)
+    value = parse_bool(raw, source=f"${variable}") if raw is not None else default
     parser.add_argument(
         flag,
         action=argparse.BooleanOptionalAction,
         default=value,
         help=f"{help} (env {variable}; default {'true' if default else 'false'})",
     )
+
+
+def _variable(name: str) -> str | None:
+    """Return the environment variable ``name``, or None when it is unset or empty.
+
+    Kubernetes writes an env entry without a value as an empty string.
+    """
+    raw = os.environ.get(name)
+    return raw if raw is not None and raw.strip() else None
 
 
 def _shown(default: Any) -> Any:
@@ -153,7 +163,7 @@ def _shown(default: Any) -> Any:
 def name_sources(message: str, command: str, argv: Sequence[str]) -> str:
     """Return ``message`` with the variables that set the options it names but ``argv`` lacks.
 
-    Checks that run after parsing name the flag (``invalid --days 0``); when
+    Checks that run after parsing name the flag (``invalid --days 0``). When
     the value came from ``NUMAFLOW_RDMA_CERTS_DAYS`` instead, the user needs
     that variable's name to correct it.
     """
@@ -161,7 +171,7 @@ def name_sources(message: str, command: str, argv: Sequence[str]) -> str:
     variables = []
     for flag in dict.fromkeys(_FLAG.findall(message)):
         variable = env_name(command, flag)
-        if flag not in on_command_line and os.environ.get(variable, "").strip():
+        if flag not in on_command_line and _variable(variable) is not None:
             variables.append(f"{flag} came from ${variable}")
     return f"{message} ({'; '.join(variables)})" if variables else message
 
@@ -206,6 +216,14 @@ def _parse_environment(
                 f"invalid value {raw!r} in ${variable}: {reason}; correct the variable or unset it"
             ) from error
     return values if multiple else values[0]
+
+
+def check_option(flag: str, check: Callable[..., T], *values: Any) -> T:
+    """Return ``check(*values)``, raising its ValueError again as a ConfigError that names ``flag``."""
+    try:
+        return check(*values)
+    except ValueError as error:
+        raise ConfigError(f"argument {flag}: {error}") from error
 
 
 def validate_ip_address(value: str, flag: str) -> str:

@@ -484,18 +484,14 @@ def zone_server_block(settings: ZoneServerSettings) -> str:
     etcd = _validate_etcd(settings.etcd)
     cache = _validate_cache(settings.cache)
     listen = _validate_listen(settings.listen)
-    for port, what, setting in (
-        (settings.health_port, "health port", "health_port"),
-        (settings.ready_port, "ready port", "ready_port"),
-        (settings.metrics_port, "metrics port", "metrics_port"),
-    ):
-        validate_port(port, what, setting)
-    _check_distinct_ports(
-        (listen.port, "DNS port", "listen.port"),
+    side_ports = (
         (settings.health_port, "health port", "health_port"),
         (settings.ready_port, "ready port", "ready_port"),
         (settings.metrics_port, "metrics port", "metrics_port"),
     )
+    for port, what, setting in side_ports:
+        validate_port(port, what, setting)
+    _check_distinct_ports((listen.port, "DNS port", "listen.port"), *side_ports)
     _validate_seconds(settings.lameduck, "lameduck duration", "lameduck", allow_zero=True)
 
     body = ["errors"]

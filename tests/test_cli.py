@@ -55,7 +55,7 @@ def test_version_is_printed() -> None:
     assert result.stdout.strip() == f"numaflow-rdma {__version__}"
 
 
-def test_help_shows_number_defaults_without_trailing_zero() -> None:
+def test_help_drops_trailing_zero() -> None:
     parser = argparse.ArgumentParser()
     add_option(parser, "tool", "--interval", help="seconds between checks", default=60.0, type=float)
     add_option(parser, "tool", "--ratio", help="share kept", default=0.25, type=float)
@@ -80,7 +80,7 @@ def test_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf"])
-def test_number_option_rejects_non_finite_values(
+def test_float_option_rejects_nan_and_inf(
     text: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     parser = argparse.ArgumentParser()
@@ -299,7 +299,7 @@ def test_bad_environment_exits_with_usage_error(
     )
 
 
-def test_range_error_names_variable_that_set_option(
+def test_range_error_names_variable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.setenv("NUMAFLOW_RDMA_CERTS_DAYS", "0")
@@ -312,7 +312,7 @@ def test_range_error_names_variable_that_set_option(
     assert not (tmp_path / "out").exists()
 
 
-def test_error_leaves_variable_out_when_flag_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flag_on_command_line_names_no_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NUMAFLOW_RDMA_CERTS_DAYS", "0")
     monkeypatch.setenv("NUMAFLOW_RDMA_CERTS_SERVICE", "-bad")
     message = "invalid --days 0 and --service '-bad'"

@@ -154,12 +154,14 @@ async def _within(
     except asyncio.TimeoutError:
         channel.abort()
         if role == "receiver":
-            hint = "check that a numaflow-rdma receiver listens there, not another service"
+            hint = (
+                "check that a numaflow-rdma receiver listens there and not another service, "
+                "and that its host is not overloaded"
+            )
         else:
-            hint = "the peer may be a program other than a numaflow-rdma sender"
+            hint = "the peer may be a program other than a numaflow-rdma sender, or overloaded"
         raise HandshakeRejectedError(
-            f"the handshake with {channel.peer} did not finish within {timeout:g} s; "
-            f"{hint}, or its host is overloaded",
+            f"the handshake with {channel.peer} did not finish within {timeout:g} s; {hint}",
             channel.peer,
             RejectReason.TIMEOUT,
         ) from None

@@ -324,7 +324,7 @@ class SenderCore:
             self._log_connect_failure(link, error)
             return None
         except BaseException:
-            # Cancelled because the sender is closing: a half-open connection
+            # Cancelled because the sender is closing. A half-open connection
             # would hold the receiver's handshake until its timeout.
             channel.abort()
             raise

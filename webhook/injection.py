@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from numaflow_rdma import __version__
+from numaflow_rdma.config import check_option
 from numaflow_rdma.names import (
     DEFAULT_INTERFACE,
     DEFAULT_TRANSPORT_PORT,
@@ -95,22 +96,13 @@ class Settings:
 
     def validate(self) -> Settings:
         """Return the settings with the zone normalized; raise ValueError naming the bad one."""
-        try:
-            parse_network_ref(self.network, "default")
-        except ValueError as error:
-            raise ValueError(f"argument --network: {error}") from error
-        try:
-            validate_interface(self.interface)
-        except ValueError as error:
-            raise ValueError(f"argument --interface: {error}") from error
+        check_option("--network", parse_network_ref, self.network, "default")
+        check_option("--interface", validate_interface, self.interface)
         if not 0 < self.transport_port < 65536:
             raise ValueError(f"invalid --transport-port {self.transport_port}: expected 1-65535")
         if self.resource_count < 1:
             raise ValueError(f"invalid --resource-count {self.resource_count}: expected 1 or more")
-        try:
-            zone = validate_zone(self.zone)
-        except ValueError as error:
-            raise ValueError(f"argument --zone: {error}") from error
+        zone = check_option("--zone", validate_zone, self.zone)
         return Settings(
             network=self.network,
             interface=self.interface,

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 from numaflow_rdma import jsontext, names
 
-MAX_INTERFACE_LENGTH = names.MAX_INTERFACE_LENGTH
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _JSON_MARKERS = ("[", "{", '"')
 

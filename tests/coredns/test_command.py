@@ -173,7 +173,10 @@ FORWARD = ("--form", "forward", "--upstreams", "10.96.0.53")
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        ((*ZONE, "--zone", "bad_zone.test"), "argument --zone: invalid DNS zone 'bad_zone.test': invalid DNS label"),
+        (
+            (*ZONE, "--zone", "bad_zone.test"),
+            "argument --zone: invalid DNS zone 'bad_zone.test': invalid DNS label",
+        ),
         (
             (*ZONE, "--zone", "svc.cluster.local"),
             "arguments --zone, --cluster-domain: invalid zone 'svc.cluster.local': it overlaps",

@@ -204,7 +204,7 @@ def test_other_interface_is_useless(backend: str) -> None:
 
 
 def test_closing_sender_closes_its_unfinished_handshake() -> None:
-    # A receiver that accepts and never answers keeps the sender inside its handshake.
+    # A listener that accepts and never replies keeps the sender inside its handshake.
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.settimeout(10)
         port = listener.getsockname()[1]
